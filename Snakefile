@@ -1,0 +1,22 @@
+# iresnet-inverse: invertible residual networks as learned forward operators.
+# The rules are thin: each calls the `iresnet-inverse` command line; all outputs go to results/.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# The demo config unless configs are given with --configfile (those then stand alone).
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,139 @@
+"""The one place that writes and reads NetCDF.
+
+Written datasets carry CF attributes (``Conventions``, ``title``, ``history``), provenance as
+string attributes (``config_json``, ``git_commit``, ``package_versions_json``, ``created``,
+``snakemake_rule``), zlib compression, and the cell keys as length-1 dimension coordinates so
+that ``xr.combine_by_coords`` assembles the study cube. Writes go to a temporary file in the
+same directory that is renamed into place, so a killed job never leaves a partial file.
+"""
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+CELL_KEYS = ("operator", "noise_level", "lipschitz", "objective", "arch", "seed")
+PROVENANCE_PACKAGES = (
+    "iresnet-inverse",
+    "torch",
+    "numpy",
+    "xarray",
+    "netcdf4",
+    "scikit-image",
+    "scikit-learn",
+    "snakemake",
+)
+
+
+class ArtifactError(RuntimeError):
+    """A NetCDF artifact or checkpoint is missing or unreadable."""
+
+
+def git_commit() -> str:
+    """The commit of the source tree this package runs from, or "unknown"."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def with_cell(ds: xr.Dataset, cell: Mapping[str, object]) -> xr.Dataset:
+    """Add each cell key as a length-1 dimension coordinate (in ``CELL_KEYS`` order)."""
+    unknown = set(cell) - set(CELL_KEYS)
+    if unknown:
+        raise ValueError(f"unknown cell keys {sorted(unknown)}; valid: {CELL_KEYS}")
+    keys = [k for k in CELL_KEYS if k in cell]
+    ds = ds.expand_dims({k: [cell[k]] for k in keys})
+    for k in keys:
+        ds[k].attrs.setdefault("long_name", k.replace("_", " "))
+        ds[k].attrs.setdefault("units", "1")
+    return ds
+
+
+def _encoding(ds: xr.Dataset) -> dict[str, dict[str, object]]:
+    return {
+        name: {"zlib": True, "complevel": 4}
+        for name, var in ds.variables.items()
+        if np.issubdtype(var.dtype, np.number) and var.ndim > 0
+    }
+
+
+def write_dataset(
+    ds: xr.Dataset,
+    path: str | Path,
+    *,
+    title: str,
+    config: Mapping[str, object] | None = None,
+    rule: str = "",
+    cell: Mapping[str, object] | None = None,
+) -> Path:
+    """Write ``ds`` atomically to ``path`` with CF attributes and provenance."""
+    path = Path(path)
+    if cell:
+        ds = with_cell(ds, cell)
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    ds = ds.copy()
+    ds.attrs.update(
+        {
+            "Conventions": "CF-1.10",
+            "title": title,
+            "history": f"{created} written by iresnet-inverse ({rule or 'library call'})",
+            "config_json": json.dumps(config or {}, sort_keys=True),
+            "git_commit": git_commit(),
+            "package_versions_json": json.dumps(package_versions(), sort_keys=True),
+            "created": created,
+            "snakemake_rule": rule,
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=_encoding(ds))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_dataset(path: str | Path) -> xr.Dataset:
+    """Read a whole NetCDF artifact into memory; a missing or corrupt file names itself."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: NetCDF artifact not found (run the rule that makes it)")
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            return ds.load()
+    except Exception as err:
+        raise ArtifactError(f"{path}: not a readable NetCDF artifact ({err})") from err
+
+
+def config_of(ds: xr.Dataset) -> dict[str, object]:
+    """The config a dataset was written with (from its provenance)."""
+    return json.loads(ds.attrs.get("config_json", "{}"))

@@ -1,0 +1,118 @@
+"""The ``iresnet-inverse`` command line: one subcommand per kind of workflow rule."""
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from iresnet_inverse.artifacts import ArtifactError
+from iresnet_inverse.config import ConfigError
+
+EXPECTED_ERRORS = (ConfigError, ArtifactError, ValueError, FileNotFoundError)
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def cmd_data(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.artifacts import write_dataset
+    from iresnet_inverse.data.observations import image_dataset
+
+    ds = image_dataset(cfg["data"])
+    write_dataset(
+        ds,
+        args.out,
+        title="image patches by split and named test images",
+        config=cfg,
+        rule=args.rule,
+    )
+
+
+def cmd_observe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.artifacts import read_dataset, write_dataset
+    from iresnet_inverse.data.observations import observation_dataset
+
+    images = read_dataset(args.images)
+    ds = observation_dataset(
+        images,
+        args.operator,
+        cfg["operators"][args.operator],
+        args.noise_level,
+        cfg["data"]["seed"],
+    )
+    write_dataset(
+        ds,
+        args.out,
+        title=f"{args.operator} observations at noise level {args.noise_level:g}",
+        config=cfg,
+        rule=args.rule,
+        cell={"operator": args.operator, "noise_level": args.noise_level},
+    )
+
+
+def cmd_figure(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.plots import FIGURES
+
+    figures = cfg.get("figures", {})
+    kwargs = {"dpi": figures.get("dpi", 150), "cmap": figures.get("cmap", "gray")}
+    if args.name == "operators":
+        FIGURES["operators"](args.inputs[0], args.inputs[1:], args.out_stem, **kwargs)
+    else:
+        raise ValueError(f"unknown figure {args.name!r}; known: {', '.join(FIGURES)}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iresnet-inverse", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config-json", default="{}", help="the (resolved) config as JSON")
+    common.add_argument("--config", help="a YAML config file (validated; overrides --config-json)")
+    common.add_argument("--threads", type=int, default=1, help="torch threads")
+    common.add_argument("--rule", default="", help="Snakemake rule name, for provenance")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", parents=[common], help="write the image dataset (images.nc)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("observe", parents=[common], help="noisy val/test data per operator and δ")
+    p.add_argument("--images", required=True)
+    p.add_argument("--operator", required=True)
+    p.add_argument("--noise-level", type=float, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_observe)
+
+    p = sub.add_parser("figure", parents=[common], help="draw one figure from NetCDF inputs")
+    p.add_argument("name")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--out-stem", required=True, help="output path without suffix")
+    p.set_defaults(func=cmd_figure)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    from iresnet_inverse import config
+
+    if args.config:
+        return config.load(args.config)
+    return config.validate(json.loads(args.config_json))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    func: Callable[[argparse.Namespace, dict[str, Any]], None] = args.func
+    try:
+        cfg = _config(args)
+        _set_threads(args.threads)
+        func(args, cfg)
+    except EXPECTED_ERRORS as err:
+        print(f"iresnet-inverse {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Config loading, schema validation with defaults, and expansion of the grid into cells."""
+
+import itertools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+CELL_DIR_KEYS = ("operator", "noise_level", "lipschitz", "objective", "arch", "seed")
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message names the field."""
+
+
+def _field(path: object) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def validate(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``config`` in place against the schema, filling defaults; return it."""
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator_class = jsonschema.validators.validator_for(schema)
+
+    def set_defaults(validator, properties, instance, schema):  # noqa: ANN001
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(name, _copy(sub["default"]))
+        yield from validator_class.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    filling = jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+    error = jsonschema.exceptions.best_match(filling(schema).iter_errors(config))
+    if error is not None:
+        field = _field(error.absolute_path) or "(top level)"
+        raise ConfigError(f"config field {field}: {error.message}")
+    return config
+
+
+def _copy(value: Any) -> Any:
+    return yaml.safe_load(yaml.safe_dump(value))
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    config = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a config must be a mapping")
+    return validate(config)
+
+
+def format_value(value: object) -> str:
+    """How a cell value appears in paths: floats in shortest ``g`` form."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def cells(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every training cell of the grid (the union of the blocks' products), in stable order."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for block in config["grid"]:
+        values = [block[k] for k in CELL_DIR_KEYS]
+        for combo in itertools.product(*values):
+            cell = dict(zip(CELL_DIR_KEYS, combo, strict=True))
+            seen.setdefault(tuple(format_value(v) for v in combo), cell)
+    return list(seen.values())
+
+
+def cell_dir(cell: Mapping[str, Any]) -> str:
+    """``operator~blur/noise_level~0.01/...`` for a cell."""
+    return "/".join(f"{k}~{format_value(cell[k])}" for k in CELL_DIR_KEYS)
+
+
+def noise_levels(config: Mapping[str, Any]) -> dict[str, list[float]]:
+    """Per operator, the sorted noise levels the grid uses."""
+    levels: dict[str, set[float]] = {}
+    for cell in cells(config):
+        levels.setdefault(cell["operator"], set()).add(float(cell["noise_level"]))
+    return {op: sorted(v) for op, v in sorted(levels.items())}

@@ -1,0 +1,1 @@
+"""Image sources, by-image splits and patch sampling (``sources``, ``patches``)."""

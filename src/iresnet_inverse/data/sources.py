@@ -1,0 +1,111 @@
+"""Where the images come from: photographs shipped in wheels, STL-10 binaries, an image folder.
+
+Every reader returns ``{name: gray image}`` with float64 values in [0, 1], sorted by name.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from skimage import color, io
+from skimage import data as skdata
+from skimage.transform import rescale
+
+# Natural photographs and textures that scikit-image and scikit-learn ship inside their wheels.
+# The split is by image and fixed: the three test images are the named images of the analyses
+# (the paper used "Balloon", "Boat" and "Dog" from STL-10 in the same role).
+BUILTIN_SPLITS: dict[str, tuple[str, ...]] = {
+    "train": (
+        "brick",
+        "cell",
+        "china",
+        "coffee",
+        "flower",
+        "grass",
+        "gravel",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "moon",
+        "rocket",
+    ),
+    "val": ("coins", "motorcycle"),
+    "test": ("astronaut", "camera", "chelsea"),
+}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+STL10_SIDE = 96
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Gray float image in [0, 1] from uint8/float, gray/RGB/RGBA input."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 4:
+        image = color.rgba2rgb(image)
+    if image.ndim == 3:
+        image = color.rgb2gray(image)
+    if image.dtype == np.uint8:
+        image = image / 255.0
+    elif image.dtype == bool:
+        image = image.astype(np.float64)
+    if image.ndim != 2:
+        raise ValueError(f"expected a gray or RGB image, got shape {image.shape}")
+    return np.clip(image.astype(np.float64), 0.0, 1.0)
+
+
+def _load_builtin(name: str) -> np.ndarray:
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(f"{name}.jpg")
+    if name == "motorcycle":
+        return skdata.stereo_motorcycle()[0]
+    return getattr(skdata, name)()
+
+
+def builtin_images(downscale: float) -> dict[str, np.ndarray]:
+    """All built-in photographs, gray, downscaled by ``downscale`` (anti-aliased)."""
+    names = sorted(n for split in BUILTIN_SPLITS.values() for n in split)
+    return {n: _downscale(to_gray(_load_builtin(n)), downscale) for n in names}
+
+
+def _downscale(image: np.ndarray, factor: float) -> np.ndarray:
+    if factor == 1:
+        return image
+    return np.clip(rescale(image, 1.0 / factor, anti_aliasing=True), 0.0, 1.0)
+
+
+def read_stl10(path: str | Path) -> np.ndarray:
+    """Gray images (n, 96, 96) from an STL-10 ``*_X.bin`` file (uint8, 3x96x96, column-major)."""
+    path = Path(path)
+    raw = np.fromfile(path, dtype=np.uint8)
+    per_image = 3 * STL10_SIDE * STL10_SIDE
+    if raw.size == 0 or raw.size % per_image:
+        raise ValueError(f"{path}: size {raw.size} bytes is not a multiple of {per_image} (STL-10)")
+    # Column-major per channel: reshape to (n, channel, column, row), then swap to rows first.
+    rgb = raw.reshape(-1, 3, STL10_SIDE, STL10_SIDE).transpose(0, 3, 2, 1)
+    return color.rgb2gray(rgb)
+
+
+def stl10_images(directory: str | Path, downscale: float = 1.0) -> dict[str, np.ndarray]:
+    """Every image of every ``*_X.bin`` in ``directory``, named ``<file stem>_<index>``."""
+    files = sorted(Path(directory).glob("*_X.bin"))
+    if not files:
+        raise FileNotFoundError(f"{directory}: no STL-10 files (*_X.bin) found")
+    images = {}
+    for f in files:
+        stem = f.name.removesuffix("_X.bin")
+        for i, image in enumerate(read_stl10(f)):
+            images[f"{stem}_{i:06d}"] = _downscale(image, downscale)
+    return images
+
+
+def folder_images(directory: str | Path, downscale: float = 1.0) -> dict[str, np.ndarray]:
+    """Every png/jpg/tif image in ``directory`` (not recursive), named by file stem."""
+    files = sorted(p for p in Path(directory).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{directory}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    images = {}
+    for f in files:
+        try:
+            images[f.stem] = _downscale(to_gray(io.imread(f)), downscale)
+        except Exception as err:
+            raise ValueError(f"{f}: cannot read image ({err})") from err
+    return images

@@ -1,0 +1,90 @@
+"""NetCDF artifacts: attributes, provenance, cell coordinates, atomic writes, clear errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from iresnet_inverse import artifacts
+from iresnet_inverse.artifacts import ArtifactError, read_dataset, write_dataset
+
+
+def _dataset(value: float) -> xr.Dataset:
+    return xr.Dataset(
+        {"psnr": (("image",), np.full(3, value), {"long_name": "PSNR", "units": "dB"})},
+        coords={"image": np.arange(3)},
+    )
+
+
+def test_round_trip_with_provenance_and_cell(tmp_path: Path) -> None:
+    cell = {"operator": "blur", "noise_level": 0.01, "lipschitz": 0.999}
+    path = write_dataset(
+        _dataset(20.0), tmp_path / "a.nc", title="t", config={"k": 1}, rule="evaluate", cell=cell
+    )
+    ds = read_dataset(path)
+    assert ds["psnr"].dims == ("operator", "noise_level", "lipschitz", "image")
+    assert ds["psnr"].attrs["units"] == "dB"
+    for key in ("Conventions", "title", "history", "git_commit", "created"):
+        assert ds.attrs[key]
+    assert json.loads(ds.attrs["config_json"]) == {"k": 1}
+    assert "torch" in json.loads(ds.attrs["package_versions_json"])
+    assert ds.attrs["snakemake_rule"] == "evaluate"
+    assert ds["noise_level"].attrs["units"] == "1"
+    assert ds.encoding.get("source")
+    assert ds["psnr"].encoding.get("zlib") is True
+
+
+def test_cells_combine_by_coords(tmp_path: Path) -> None:
+    parts = []
+    for op in ("blur", "diffusion"):
+        for d in (0.01, 0.05):
+            p = write_dataset(
+                _dataset(d),
+                tmp_path / f"{op}{d}.nc",
+                title="t",
+                cell={"operator": op, "noise_level": d},
+            )
+            parts.append(read_dataset(p))
+    cube = xr.combine_by_coords(parts, combine_attrs="drop_conflicts")
+    assert dict(cube.sizes) == {"operator": 2, "noise_level": 2, "image": 3}
+    assert float(cube["psnr"].sel(operator="diffusion", noise_level=0.05, image=0)) == 0.05
+
+
+def test_unknown_cell_key_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown cell keys"):
+        write_dataset(_dataset(1.0), tmp_path / "a.nc", title="t", cell={"colour": "red"})
+
+
+def test_missing_and_corrupt_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="missing.nc"):
+        read_dataset(tmp_path / "missing.nc")
+    bad = tmp_path / "corrupt.nc"
+    bad.write_bytes(b"not netcdf at all")
+    with pytest.raises(ArtifactError, match="corrupt.nc"):
+        read_dataset(bad)
+
+
+def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def killed(self: xr.Dataset, path: str, **kwargs: object) -> None:
+        Path(path).write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_dataset(_dataset(1.0), tmp_path / "out.nc", title="t")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_is_atomic(tmp_path: Path) -> None:
+    path = tmp_path / "a.nc"
+    write_dataset(_dataset(1.0), path, title="first")
+    write_dataset(_dataset(2.0), path, title="second")
+    assert read_dataset(path).attrs["title"] == "second"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.nc"]
+
+
+def test_git_commit_is_recorded() -> None:
+    commit = artifacts.git_commit()
+    assert commit == "unknown" or len(commit) == 40

@@ -1,0 +1,100 @@
+"""The config schema: defaults, every kind of bad value rejected with the field named."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iresnet_inverse import config
+from tests.conftest import ROOT, run_snakemake
+
+GOOD_BLOCK = {
+    "operator": ["blur"],
+    "noise_level": [0.01],
+    "lipschitz": [0.99],
+    "objective": ["reconstruction"],
+}
+
+
+@pytest.mark.parametrize("name", ["config", "ci", "study", "paper"])
+def test_shipped_configs_are_valid(name: str) -> None:
+    cfg = config.load(ROOT / "config" / f"{name}.yaml")
+    assert config.cells(cfg)
+
+
+def test_defaults_are_filled() -> None:
+    cfg = config.validate({})
+    assert cfg["data"]["patch_size"] == 32
+    assert cfg["operators"]["diffusion"] == {"contrast": 0.1, "steps": 5, "dt": 0.15}
+    assert cfg["grid"][0]["arch"] == ["iresnet_small"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"lipschitz": [1.0]}, "grid[0].lipschitz[0]"),
+        ({"lipschitz": [0.0]}, "grid[0].lipschitz[0]"),
+        ({"noise_level": [0.0]}, "grid[0].noise_level[0]"),
+        ({"noise_level": [-0.1]}, "grid[0].noise_level[0]"),
+        ({"operator": ["radon"]}, "grid[0].operator[0]"),
+        ({"objective": ["adversarial"]}, "grid[0].objective[0]"),
+        ({"seed": ["zero"]}, "grid[0].seed[0]"),
+        ({"colour": ["red"]}, "grid[0]"),
+    ],
+)
+def test_bad_grid_values_name_the_field(change: dict, field: str) -> None:
+    cfg = {"grid": [{**GOOD_BLOCK, **change}]}
+    with pytest.raises(config.ConfigError) as info:
+        config.validate(cfg)
+    assert f"config field {field}:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "field"),
+    [
+        ({"data": {"patch_size": "big"}}, "data.patch_size"),
+        ({"data": {"source": "imagenet"}}, "data.source"),
+        ({"data": {"patches": {"train": 0}}}, "data.patches.train"),
+        ({"data": {"downscale": 0.5}}, "data.downscale"),
+        ({"operators": {"blur": {"sigma": -1}}}, "operators.blur.sigma"),
+        ({"operators": {"radon": {}}}, "operators"),
+        ({"grid": []}, "grid"),
+        ({"threads": 0}, "threads"),
+        ({"unknown_section": 1}, "(top level)"),
+    ],
+)
+def test_bad_values_name_the_field(cfg: dict, field: str) -> None:
+    with pytest.raises(config.ConfigError) as info:
+        config.validate(copy.deepcopy(cfg))
+    assert f"config field {field}:" in str(info.value)
+
+
+def test_cells_are_the_union_of_block_products() -> None:
+    cfg = config.validate(
+        {
+            "grid": [
+                {**GOOD_BLOCK, "noise_level": [0.01, 0.05], "lipschitz": [0.9, 0.99]},
+                {**GOOD_BLOCK, "objective": ["reconstruction", "logdet"]},
+            ]
+        }
+    )
+    cells = config.cells(cfg)
+    assert len(cells) == 4 + 1  # the second block repeats one cell of the first
+    assert config.cell_dir(cells[0]) == (
+        "operator~blur/noise_level~0.01/lipschitz~0.9/objective~reconstruction/"
+        "arch~iresnet_small/seed~0"
+    )
+    assert config.noise_levels(cfg) == {"blur": [0.01, 0.05]}
+
+
+@pytest.mark.workflow
+def test_snakemake_rejects_bad_config_before_any_job(tmp_path: Path) -> None:
+    bad = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
+    bad["grid"][0]["lipschitz"] = [1.5]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    result = run_snakemake(tmp_path, configfile=path)
+    assert result.returncode != 0
+    assert "grid[0].lipschitz[0]" in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists()

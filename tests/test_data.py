@@ -1,0 +1,139 @@
+"""Image sources, splits, patches and observations."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage import color, io
+
+from iresnet_inverse.data import sources
+from iresnet_inverse.data.observations import image_dataset, observation_dataset
+from iresnet_inverse.data.patches import sample_patches, split_by_image, split_of
+
+SMALL = {
+    "source": "builtin",
+    "downscale": 8,
+    "patch_size": 16,
+    "patches": {"train": 10, "val": 3, "test": 4},
+    "named_images": None,
+    "named_size": 32,
+    "seed": 0,
+}
+
+
+def test_builtin_images_are_gray_unit_range_and_split_by_image() -> None:
+    images = sources.builtin_images(8)
+    splits = sources.BUILTIN_SPLITS
+    names = [n for s in splits.values() for n in s]
+    assert len(names) == len(set(names)) == len(images)
+    for image in images.values():
+        assert image.ndim == 2 and image.min() >= 0 and image.max() <= 1
+    assert set(splits["test"]) == {"astronaut", "camera", "chelsea"}
+    assert images["astronaut"].shape == (64, 64)
+
+
+def test_image_dataset_is_seeded_and_disjoint_by_image() -> None:
+    a, b = image_dataset(SMALL), image_dataset(SMALL)
+    np.testing.assert_array_equal(a["x"].values, b["x"].values)
+    other = image_dataset({**SMALL, "seed": 1})
+    assert not np.array_equal(a["x"].values, other["x"].values)
+    assert [int((a["split"] == s).sum()) for s in ("train", "val", "test")] == [10, 3, 4]
+    sources_by_split = {s: set(split_of(a, s)["source"].values) for s in ("train", "val", "test")}
+    assert not sources_by_split["train"] & sources_by_split["test"]
+    assert not sources_by_split["val"] & sources_by_split["test"]
+    assert list(a["name"].values) == ["astronaut", "camera", "chelsea"]
+    assert a["named"].shape == (3, 32, 32)
+    # Each patch is the image content at its recorded corner.
+    full = sources.builtin_images(8)
+    for i in range(3):
+        s = a.isel(sample=i)
+        r, c = s["corner"].values
+        np.testing.assert_allclose(
+            s["x"].values, full[str(s["source"].values)][r : r + 16, c : c + 16], atol=1e-6
+        )
+
+
+def test_named_image_must_be_a_test_image() -> None:
+    with pytest.raises(ValueError, match="named_images"):
+        image_dataset({**SMALL, "named_images": ["coffee"]})
+
+
+def test_patch_larger_than_image_is_an_error() -> None:
+    images = {"a": np.zeros((10, 10))}
+    with pytest.raises(ValueError, match="'a'"):
+        sample_patches(images, ["a"], 12, 1, np.random.default_rng(0))
+
+
+def _write_stl10(path: Path, rgb: np.ndarray) -> None:
+    """The STL-10 layout: per image, channel after channel, each column-major."""
+    rgb.transpose(0, 3, 2, 1).astype(np.uint8).tofile(path)
+
+
+def test_stl10_reader(tmp_path: Path) -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, size=(5, 96, 96, 3), dtype=np.uint8)
+    rgb[0, :10, :, 0] = 255  # a red band in the top rows of image 0: rows must stay rows
+    _write_stl10(tmp_path / "train_X.bin", rgb)
+    got = sources.read_stl10(tmp_path / "train_X.bin")
+    np.testing.assert_allclose(got, color.rgb2gray(rgb), atol=1e-12)
+    images = sources.stl10_images(tmp_path)
+    assert sorted(images)[:2] == ["train_000000", "train_000001"]
+    (tmp_path / "bad_X.bin").write_bytes(b"123")
+    with pytest.raises(ValueError, match="bad_X.bin"):
+        sources.read_stl10(tmp_path / "bad_X.bin")
+
+
+def test_stl10_whole_images_in_dataset(tmp_path: Path) -> None:
+    rgb = np.random.default_rng(1).integers(0, 256, size=(12, 96, 96, 3), dtype=np.uint8)
+    _write_stl10(tmp_path / "unlabeled_X.bin", rgb)
+    data = {
+        **SMALL,
+        "source": "stl10",
+        "path": str(tmp_path),
+        "downscale": 1,
+        "patch_size": 96,
+        "patches": {"train": 5, "val": 2, "test": 3},
+        "val_images": 2,
+        "test_images": 3,
+        "named_size": 96,
+    }
+    ds = image_dataset(data)
+    test = split_of(ds, "test")
+    assert len(set(test["source"].values)) == 3  # whole images, no repeats
+    assert list(ds["name"].values) == list(test["source"].values)
+
+
+def test_folder_reader(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    gray = rng.integers(0, 256, size=(40, 50), dtype=np.uint8)
+    rgb = rng.integers(0, 256, size=(30, 20, 3), dtype=np.uint8)
+    io.imsave(tmp_path / "g.png", gray)
+    io.imsave(tmp_path / "c.tif", rgb)
+    (tmp_path / "notes.txt").write_text("not an image")
+    images = sources.folder_images(tmp_path)
+    assert sorted(images) == ["c", "g"]
+    np.testing.assert_allclose(images["g"], gray / 255.0)
+    np.testing.assert_allclose(images["c"], color.rgb2gray(rgb), atol=1e-12)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no images"):
+        sources.folder_images(tmp_path / "empty")
+
+
+def test_split_by_image_needs_training_images() -> None:
+    split = split_by_image([f"i{k}" for k in range(10)], 2, 3, seed=0)
+    assert [len(split[s]) for s in ("train", "val", "test")] == [5, 2, 3]
+    assert split == split_by_image([f"i{k}" for k in range(10)], 2, 3, seed=0)
+    with pytest.raises(ValueError, match="training images"):
+        split_by_image(["a", "b"], 1, 1, seed=0)
+
+
+def test_observations_have_fixed_noise_of_the_right_level() -> None:
+    images = image_dataset({**SMALL, "patches": {"train": 2, "val": 20, "test": 20}})
+    params = {"kernel_size": 11, "sigma": 5 / 3}
+    a = observation_dataset(images, "blur", params, 0.05, seed=0)
+    b = observation_dataset(images, "blur", params, 0.05, seed=0)
+    np.testing.assert_array_equal(a["data"].values, b["data"].values)
+    noise = (a["data"] - a["clean_data"]).values
+    assert noise.std() == pytest.approx(0.05, rel=0.05)
+    assert set(a["split"].values) == {"val", "test"}
+    c = observation_dataset(images, "blur", params, 0.01, seed=0)
+    assert not np.allclose((c["data"] - c["clean_data"]).values * 5, noise)

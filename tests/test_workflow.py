@@ -1,0 +1,56 @@
+"""End-to-end: the workflow on config/ci.yaml in a scratch directory."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iresnet_inverse.artifacts import read_dataset
+from tests.conftest import ROOT, run_snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    result = run_snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def _scheduled_rules(dry_run_output: str) -> set[str]:
+    return set(re.findall(r"^rule (\w+):", dry_run_output, flags=re.MULTILINE))
+
+
+def test_workflow_writes_artifacts_and_figures(finished_run: Path) -> None:
+    results = finished_run / "results"
+    images = read_dataset(results / "data" / "images.nc")
+    assert set(images["split"].values) == {"train", "val", "test"}
+    for op in ("blur", "diffusion"):
+        obs = read_dataset(
+            results / "data" / f"operator~{op}" / "noise_level~0.05" / "observations.nc"
+        )
+        assert obs["data"].dims[:2] == ("operator", "noise_level")
+        assert obs.attrs["snakemake_rule"] == "observe"
+    for ext in ("png", "pdf"):
+        assert (results / "figures" / f"operators.{ext}").stat().st_size > 1000
+    assert (results / "logs" / "data.log").exists()
+
+
+def test_second_run_has_nothing_to_do(finished_run: Path) -> None:
+    result = run_snakemake(finished_run, "--dry-run")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_figure_setting_change_reruns_only_figures(finished_run: Path) -> None:
+    cfg = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
+    cfg["figures"] = {"dpi": 90}
+    changed = finished_run / "figure_change.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    result = run_snakemake(finished_run, "--dry-run", configfile=changed)
+    assert result.returncode == 0, result.stderr[-2000:]
+    scheduled = _scheduled_rules(result.stdout + result.stderr) - {"all"}
+    assert scheduled and all(r.startswith("figure_") for r in scheduled), scheduled

@@ -1,0 +1,41 @@
+# Shared helpers: config validation, the cell grid, and how rules call the command line.
+import json
+import os
+import sys
+
+from iresnet_inverse import config as study_config
+
+# Rules call the command line of the environment that runs Snakemake.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+try:
+    validate(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
+except Exception:
+    study_config.validate(config)  # re-raises as one line naming the field
+    raise
+
+CELLS = study_config.cells(config)
+NOISE_LEVELS = study_config.noise_levels(config)  # operator -> sorted deltas
+OPERATOR_NAMES = sorted(NOISE_LEVELS)
+RESULTS = "results"
+
+
+def config_json(*sections):
+    """The config sections a rule depends on, as JSON: a change elsewhere does not rerun it."""
+    return json.dumps({s: config[s] for s in sections}, sort_keys=True)
+
+
+def observation_files():
+    return [
+        f"{RESULTS}/data/operator~{op}/noise_level~{study_config.format_value(d)}/observations.nc"
+        for op, deltas in NOISE_LEVELS.items()
+        for d in deltas
+    ]
+
+
+def all_targets():
+    return [
+        f"{RESULTS}/data/images.nc",
+        *observation_files(),
+        *expand(f"{RESULTS}/figures/operators.{{ext}}", ext=["png", "pdf"]),
+    ]
