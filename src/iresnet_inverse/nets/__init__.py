@@ -1,0 +1,1 @@
+"""Networks: Lipschitz layers, iResNets, fixed-point solvers, implicit gradients, baselines."""

@@ -1,0 +1,70 @@
+"""Implicit (deep-equilibrium) gradients of a fixed point x* = z + f(x*; params).
+
+By the implicit function theorem, for an upstream gradient v = dL/dx*,
+    dL/dz = u  and  dL/dparams = (df/dparams)^T u,  with u = v + J_f(x*)^T u,
+the adjoint fixed point, solved by the same solver (J_f^T is a contraction when f is). Only x*,
+z and the parameters are saved, so memory does not depend on the number of iterations.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from iresnet_inverse.nets.solvers import SolverConfig, SolverResult, solve
+
+Residual = Callable[[torch.Tensor, Sequence[torch.Tensor]], torch.Tensor]
+
+
+class _ImplicitFixedPoint(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        fn: Residual,
+        config: SolverConfig,
+        info: dict[str, SolverResult],
+        x0: torch.Tensor,
+        z: torch.Tensor,
+        *params: torch.Tensor,
+    ) -> torch.Tensor:
+        result = solve(lambda x: z + fn(x, params), x0, config)
+        info["forward"] = result
+        ctx.fn, ctx.config, ctx.info = fn, config, info
+        ctx.save_for_backward(result.x, *params)
+        return result.x
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_x: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, *params = ctx.saved_tensors
+        with torch.enable_grad():
+            x = x.detach().requires_grad_()
+            leaves = [p.detach().requires_grad_(p.requires_grad) for p in params]
+            fx = ctx.fn(x, leaves)
+
+            def adjoint_map(u: torch.Tensor) -> torch.Tensor:
+                return grad_x + torch.autograd.grad(fx, x, u, retain_graph=True)[0]
+
+            result = solve(adjoint_map, grad_x, ctx.config)
+            u = result.x
+            wanted = [p for p in leaves if p.requires_grad]
+            grads = iter(torch.autograd.grad(fx, wanted, u, allow_unused=True) if wanted else ())
+        ctx.info["backward"] = result
+        param_grads = [next(grads) if p.requires_grad else None for p in leaves]
+        return (None, None, None, None, u, *param_grads)
+
+
+def implicit_fixed_point(
+    fn: Residual,
+    z: torch.Tensor,
+    params: Sequence[torch.Tensor],
+    config: SolverConfig,
+    x0: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, SolverResult]]:
+    """Solve x = z + fn(x, params); differentiable in z and params through the implicit
+    function theorem. Returns x and ``info`` whose "forward" (and, after backward,
+    "backward") entries are the solver results."""
+    info: dict[str, SolverResult] = {}
+    x = _ImplicitFixedPoint.apply(fn, config, info, z if x0 is None else x0, z, *params)
+    return x, info

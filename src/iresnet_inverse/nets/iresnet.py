@@ -1,0 +1,298 @@
+"""Invertible residual networks phi = phi_N o ... o phi_1, phi_i = Id - f_i, Lip(f_i) <= L_i < 1.
+
+Each block is inverted by solving x = z + f_i(x) to a relative tolerance (Banach fixed point;
+Anderson acceleration by default). With gradients enabled the inverse is differentiated
+implicitly (``implicit.py``). Image networks lift X to X^M (the input copied to M channels,
+the output the channel mean, paper Sec. 4.1); phi is then invertible on X^M, and the inverse
+used for reconstruction is mean o Phi^-1 o copy.
+"""
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from iresnet_inverse.nets.implicit import implicit_fixed_point
+from iresnet_inverse.nets.lipschitz import LipschitzConv2d, LipschitzLinear, block_lipschitz
+from iresnet_inverse.nets.solvers import SolverConfig, SolverResult, solve
+
+# Table 1 of Arndt & Nickel (2024); ``iresnet_demo`` is ours, sized for the CPU demo.
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "iresnet": {"kind": "conv", "blocks": 20, "channels": 64, "hidden": 128, "kernel_size": 5},
+    "iresnet_small": {"kind": "conv", "blocks": 12, "channels": 32, "hidden": 64, "kernel_size": 5},
+    "iresnet_demo": {"kind": "conv", "blocks": 6, "channels": 8, "hidden": 16, "kernel_size": 5},
+    "toy": {"kind": "dense", "blocks": 6, "dim": 2, "hidden": 64, "layers": 2, "activation": "elu"},
+}
+
+
+def soft_shrink(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """sign(x) max(|x| - t, 0), differentiable in the threshold t >= 0; 1-Lipschitz."""
+    return x - torch.clamp(x, -threshold, threshold)
+
+
+def _activate(x: torch.Tensor, name: str, threshold: torch.Tensor) -> torch.Tensor:
+    if name == "softshrink":
+        return soft_shrink(x, threshold)
+    if name == "elu":
+        return F.elu(x)
+    if name == "tanh":
+        return torch.tanh(x)
+    raise ValueError(f"unknown activation {name!r}; valid: softshrink, elu, tanh")
+
+
+class ConvResidual(torch.nn.Module):
+    """f(x) = conv1x1(softshrink(conv_k(x))) with Lip(f) <= bound (sqrt(bound) per conv)."""
+
+    def __init__(
+        self, channels: int, hidden: int, kernel_size: int, bound: float, image_size: int
+    ) -> None:
+        super().__init__()
+        per_layer = math.sqrt(bound)
+        self.conv_in = LipschitzConv2d(channels, hidden, kernel_size, per_layer, image_size)
+        self.conv_out = LipschitzConv2d(hidden, channels, 1, per_layer, image_size)
+        self.threshold = torch.nn.Parameter(torch.tensor(0.01))
+        self.padding = kernel_size // 2
+
+    def weights(self) -> tuple[torch.Tensor, ...]:
+        """The effective (projected) parameters; computed once per network call."""
+        return (
+            self.conv_in.effective_weight(),
+            self.conv_in.bias,
+            self.threshold.abs(),
+            self.conv_out.effective_weight(),
+            self.conv_out.bias,
+        )
+
+    def call(self, x: torch.Tensor, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+        w_in, b_in, threshold, w_out, b_out = weights
+        h = soft_shrink(F.conv2d(x, w_in, b_in, padding=self.padding), threshold)
+        return F.conv2d(h, w_out, b_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.call(x, self.weights())
+
+    def lipschitz_certificate(self) -> float:
+        return self.conv_in.certified_norm() * self.conv_out.certified_norm()
+
+    def layers(self) -> list[LipschitzConv2d]:
+        return [self.conv_in, self.conv_out]
+
+
+class DenseResidual(torch.nn.Module):
+    """f(x) = W_n act(... act(W_1 x + b_1) ...) + b_n for vectors, Lip(f) <= bound."""
+
+    def __init__(
+        self, dim: int, hidden: int, layers: int, bound: float, activation: str = "elu"
+    ) -> None:
+        super().__init__()
+        if layers < 2:
+            raise ValueError("a dense residual function needs at least 2 layers")
+        sizes = [dim] + [hidden] * (layers - 1) + [dim]
+        per_layer = bound ** (1.0 / layers)
+        self.linears = torch.nn.ModuleList(
+            LipschitzLinear(a, b, per_layer) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
+        self.activation = activation
+        self.threshold = torch.nn.Parameter(torch.tensor(0.01))
+
+    def weights(self) -> tuple[torch.Tensor, ...]:
+        out: list[torch.Tensor] = [self.threshold.abs()]
+        for lin in self.linears:
+            out += [lin.effective_weight(), lin.bias]
+        return tuple(out)
+
+    def call(self, x: torch.Tensor, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+        threshold, rest = weights[0], weights[1:]
+        for i in range(0, len(rest), 2):
+            if i:
+                x = _activate(x, self.activation, threshold)
+            x = F.linear(x, rest[i], rest[i + 1])
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.call(x, self.weights())
+
+    def lipschitz_certificate(self) -> float:
+        return math.prod(lin.certified_norm() for lin in self.linears)
+
+    def layers(self) -> list[LipschitzLinear]:
+        return list(self.linears)
+
+
+class InvertibleBlock(torch.nn.Module):
+    """phi_i(x) = x - f_i(x); the inverse solves x = z + f_i(x)."""
+
+    def __init__(self, residual: ConvResidual | DenseResidual, lipschitz: float) -> None:
+        super().__init__()
+        self.residual = residual
+        self.lipschitz = lipschitz
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.residual(x)
+
+    def inverse(
+        self, z: torch.Tensor, config: SolverConfig, x0: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, SolverResult]:
+        weights = self.residual.weights()
+        differentiable = torch.is_grad_enabled() and (
+            z.requires_grad or any(w.requires_grad for w in weights)
+        )
+        if differentiable:
+            x, info = implicit_fixed_point(self.residual.call, z, weights, config, x0)
+            return x, info["forward"]
+        with torch.no_grad():
+            result = solve(
+                lambda x: z + self.residual.call(x, weights), z if x0 is None else x0, config
+            )
+        return result.x, result
+
+
+@dataclass
+class InverseResult:
+    """phi^-1(z) with solver statistics: per sample and block (blocks in inversion order)."""
+
+    x: torch.Tensor
+    iterations: torch.Tensor  # (batch, blocks) residual evaluations
+    residual: torch.Tensor  # (batch, blocks) final relative residuals
+    converged: torch.Tensor  # (batch,) every block reached the tolerance
+    block_solutions: list[torch.Tensor]  # each block's solution, usable as a warm start
+
+    @property
+    def evaluations(self) -> torch.Tensor:
+        """Residual-function evaluations per sample, summed over blocks."""
+        return self.iterations.sum(dim=1)
+
+
+class IResNet(torch.nn.Module):
+    """A chain of invertible blocks with optional channel lifting (``lift`` > 0 for images)."""
+
+    def __init__(
+        self,
+        blocks: Sequence[InvertibleBlock],
+        lipschitz: float,
+        lift: int = 0,
+        solver: SolverConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(blocks)
+        self.lipschitz = lipschitz
+        self.lift_channels = lift
+        self.solver = solver or SolverConfig()
+
+    # --- lifting X <-> X^M ------------------------------------------------------------------
+    def lift(self, x: torch.Tensor) -> torch.Tensor:
+        return x.expand(-1, self.lift_channels, -1, -1) if self.lift_channels else x
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=1, keepdim=True) if self.lift_channels else x
+
+    # --- the invertible core on X^M ---------------------------------------------------------
+    def core_forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def core_inverse(
+        self,
+        z: torch.Tensor,
+        solver: SolverConfig | None = None,
+        warm_start: Sequence[torch.Tensor] | None = None,
+    ) -> InverseResult:
+        config = solver or self.solver
+        iterations, residuals, solutions = [], [], []
+        for k, block in enumerate(reversed(self.blocks)):
+            x0 = warm_start[k] if warm_start is not None else None
+            z, result = block.inverse(z, config, x0)
+            iterations.append(result.iterations)
+            residuals.append(result.residual)
+            solutions.append(z.detach())
+        residual = torch.stack(residuals, dim=1)
+        converged = (residual <= config.tol).all(dim=1)
+        if not bool(converged.all()):
+            warnings.warn(
+                f"iResNet inverse: {int((~converged).sum())} of {len(converged)} samples did not "
+                f"reach rtol {config.tol:g} within {config.max_iter} iterations in some block "
+                f"(largest residual {float(residual.max()):.3g})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return InverseResult(z, torch.stack(iterations, dim=1), residual, converged, solutions)
+
+    # --- phi and its inverse on X -------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.core_forward(self.lift(x)))
+
+    def inverse(
+        self,
+        z: torch.Tensor,
+        solver: SolverConfig | None = None,
+        warm_start: Sequence[torch.Tensor] | None = None,
+    ) -> InverseResult:
+        result = self.core_inverse(self.lift(z), solver, warm_start)
+        result.x = self.project(result.x)
+        return result
+
+    # --- Lipschitz control --------------------------------------------------------------------
+    def refresh_norms(self, tol: float = 1e-8, max_iter: int = 20000) -> None:
+        """Converge every persistent power vector (before evaluation or certification)."""
+        for block in self.blocks:
+            for layer in block.residual.layers():
+                if isinstance(layer, LipschitzConv2d):
+                    layer.refresh(tol=tol, max_iter=max_iter)
+
+    def lipschitz_certificate(self) -> list[float]:
+        """Per block, an upper estimate of Lip(f_i) from high-accuracy layer norms."""
+        return [block.residual.lipschitz_certificate() for block in self.blocks]
+
+
+def build_iresnet(
+    spec: Mapping[str, Any] | str,
+    lipschitz: float,
+    image_size: int | None = None,
+    solver: SolverConfig | None = None,
+) -> IResNet:
+    """An iResNet from an architecture spec (or the name of one in ``ARCHITECTURES``)."""
+    if isinstance(spec, str):
+        if spec not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {spec!r}; valid: {', '.join(ARCHITECTURES)}")
+        spec = ARCHITECTURES[spec]
+    n = int(spec["blocks"])
+    l_i = block_lipschitz(lipschitz, n)
+    if spec["kind"] == "conv":
+        if image_size is None:
+            raise ValueError("a convolutional iResNet needs the image_size of its power iteration")
+        blocks = [
+            InvertibleBlock(
+                ConvResidual(
+                    spec["channels"], spec["hidden"], spec["kernel_size"], l_i, image_size
+                ),
+                l_i,
+            )
+            for _ in range(n)
+        ]
+        return IResNet(blocks, lipschitz, lift=int(spec["channels"]), solver=solver)
+    if spec["kind"] == "dense":
+        blocks = [
+            InvertibleBlock(
+                DenseResidual(
+                    spec["dim"],
+                    spec["hidden"],
+                    spec.get("layers", 2),
+                    l_i,
+                    spec.get("activation", "elu"),
+                ),
+                l_i,
+            )
+            for _ in range(n)
+        ]
+        return IResNet(blocks, lipschitz, lift=0, solver=solver)
+    raise ValueError(f"unknown architecture kind {spec['kind']!r}; valid: conv, dense")
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    """Trainable parameters (buffers such as power vectors excluded)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,129 @@
+"""Fixed-point solvers for x = T(x), batched, stopping on a per-sample relative residual.
+
+The relative residual of an iterate x is ||T(x) - x|| / ||T(x)|| per sample. Both solvers count
+evaluations of T (for an iResNet block, evaluations of the residual function f) and report,
+per sample, the evaluations needed to reach the tolerance, the final residual and whether it
+was reached. A sample that misses the tolerance is reported, never silently accepted.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+Map = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """How to solve a fixed point: ``method`` "anderson" or "fixed_point"."""
+
+    method: str = "anderson"
+    tol: float = 1e-5
+    max_iter: int = 100
+    memory: int = 5
+    regularization: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.method not in SOLVERS:
+            raise ValueError(f"unknown solver {self.method!r}; valid: {', '.join(SOLVERS)}")
+        if self.tol <= 0 or self.max_iter < 1 or self.memory < 1:
+            raise ValueError("solver needs tol > 0, max_iter >= 1 and memory >= 1")
+
+
+@dataclass
+class SolverResult:
+    """The solution and, per sample, evaluations used, final relative residual, success."""
+
+    x: torch.Tensor
+    iterations: torch.Tensor
+    residual: torch.Tensor
+    converged: torch.Tensor
+    evaluations: int
+
+
+def _relative(fx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    diff = (fx - x).flatten(1).norm(dim=1)
+    return diff / fx.flatten(1).norm(dim=1).clamp_min(torch.finfo(fx.dtype).tiny)
+
+
+class _Tracker:
+    """Per-sample bookkeeping of when the tolerance was first reached."""
+
+    def __init__(self, batch: int, tol: float, device: torch.device) -> None:
+        self.tol = tol
+        self.iterations = torch.zeros(batch, dtype=torch.long, device=device)
+        self.done = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.residual = torch.full((batch,), float("inf"), device=device)
+
+    def update(self, residual: torch.Tensor, evaluations: int) -> bool:
+        self.residual = residual.detach().float()
+        newly = (self.residual <= self.tol) & ~self.done
+        self.iterations[newly] = evaluations
+        self.done |= newly
+        return bool(self.done.all())
+
+    def result(self, x: torch.Tensor, evaluations: int) -> SolverResult:
+        iterations = torch.where(
+            self.done, self.iterations, torch.full_like(self.iterations, evaluations)
+        )
+        return SolverResult(x, iterations, self.residual, self.done.clone(), evaluations)
+
+
+def fixed_point(T: Map, x0: torch.Tensor, config: SolverConfig) -> SolverResult:
+    """Plain (Banach) iteration x <- T(x)."""
+    tracker = _Tracker(x0.shape[0], config.tol, x0.device)
+    x = x0
+    for k in range(1, config.max_iter + 1):
+        fx = T(x)
+        finished = tracker.update(_relative(fx, x), k)
+        x = fx
+        if finished:
+            return tracker.result(x, k)
+    return tracker.result(x, config.max_iter)
+
+
+def anderson(T: Map, x0: torch.Tensor, config: SolverConfig) -> SolverResult:
+    """Anderson acceleration (type II, full mixing) with memory ``config.memory``.
+
+    Each step takes the affine combination of the last m values T(x_j) whose residual
+    combination sum_j alpha_j (T(x_j) - x_j) has least norm (a bordered least-squares system,
+    Tikhonov-regularized relative to its own scale).
+    """
+    batch, shape = x0.shape[0], x0.shape
+    m = config.memory
+    X = x0.new_zeros(batch, m, x0[0].numel())
+    F = torch.zeros_like(X)
+    tracker = _Tracker(batch, config.tol, x0.device)
+    x = x0.flatten(1)
+    for k in range(1, config.max_iter + 1):
+        fx = T(x.view(shape)).flatten(1)
+        X[:, (k - 1) % m], F[:, (k - 1) % m] = x, fx
+        if tracker.update(_relative(fx, x), k):
+            return tracker.result(fx.view(shape), k)
+        n = min(k, m)
+        G = F[:, :n] - X[:, :n]
+        gram = G @ G.transpose(1, 2)
+        scale = gram.diagonal(dim1=1, dim2=2).mean(dim=1)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # a solved sample: any alpha
+        system = x.new_zeros(batch, n + 1, n + 1)
+        system[:, 0, 1:] = 1
+        system[:, 1:, 0] = 1
+        eye = torch.eye(n, dtype=x.dtype, device=x.device)
+        system[:, 1:, 1:] = gram + config.regularization * scale[:, None, None] * eye
+        rhs = x.new_zeros(batch, n + 1, 1)
+        rhs[:, 0] = 1
+        alpha = torch.linalg.solve(system, rhs)[:, 1:, 0]
+        x = (alpha[:, None] @ F[:, :n])[:, 0]
+    return tracker.result(fx.view(shape), config.max_iter)
+
+
+SOLVERS: dict[str, Callable[[Map, torch.Tensor, SolverConfig], SolverResult]] = {
+    "anderson": anderson,
+    "fixed_point": fixed_point,
+}
+
+
+def solve(T: Map, x0: torch.Tensor, config: SolverConfig) -> SolverResult:
+    """Solve x = T(x) from ``x0`` with the configured method."""
+    return SOLVERS[config.method](T, x0, config)

@@ -1,0 +1,234 @@
+"""iResNet core: operator norms, projection, certificates, inversion, implicit gradients, theory."""
+
+import math
+
+import pytest
+import torch
+
+from iresnet_inverse.nets.examples import gaussian_residuals
+from iresnet_inverse.nets.iresnet import (
+    ARCHITECTURES,
+    IResNet,
+    build_iresnet,
+    count_parameters,
+)
+from iresnet_inverse.nets.lipschitz import (
+    LipschitzConv2d,
+    block_lipschitz,
+    conv_operator_norm,
+    dense_matrix,
+)
+from iresnet_inverse.nets.solvers import SolverConfig
+
+TINY = {"kind": "conv", "blocks": 3, "channels": 2, "hidden": 4, "kernel_size": 3}
+SMALL = {"kind": "conv", "blocks": 4, "channels": 4, "hidden": 8, "kernel_size": 5}
+TIGHT = SolverConfig(method="anderson", tol=1e-13, max_iter=500)
+
+
+def _inflate(net: IResNet, factor: float = 20.0) -> IResNet:
+    """Scale raw weights up so that every projection is active, then converge the norms."""
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.ndim > 1:
+                p.mul_(factor)
+    net.refresh_norms()
+    return net
+
+
+def test_block_lipschitz_composes_to_total() -> None:
+    for total in (0.95, 0.99, 0.999):
+        l_i = block_lipschitz(total, 12)
+        assert 1 - (1 - l_i) ** 12 == pytest.approx(total, rel=1e-12)
+    assert block_lipschitz(0.999, 12) == pytest.approx(0.438, abs=1e-3)  # paper Sec. 4.1
+
+
+def test_conv_norm_equals_dense_svd() -> None:
+    conv = LipschitzConv2d(3, 5, 5, bound=100.0, image_size=16).double()
+    conv.refresh(tol=1e-12, max_iter=20000)
+    dense = dense_matrix(
+        lambda u: torch.nn.functional.conv2d(u, conv.weight, padding=2), (3, 16, 16)
+    )
+    exact = float(torch.linalg.matrix_norm(dense, ord=2))
+    assert float(conv.sigma().detach()) == pytest.approx(exact, rel=1e-3)
+    assert conv_operator_norm(conv.weight.detach(), (3, 16, 16), 2) == pytest.approx(
+        exact, rel=1e-3
+    )
+    # The true operator norm differs from the kernel's matrix norm: we do not use the latter.
+    assert (
+        abs(float(torch.linalg.matrix_norm(conv.weight.detach().flatten(1), 2)) - exact)
+        > 1e-3 * exact
+    )
+
+
+@pytest.mark.parametrize("total", [0.95, 0.99, 0.999])
+def test_projection_is_certified(total: float) -> None:
+    net = _inflate(build_iresnet(SMALL, total, image_size=16).double())
+    l_i = block_lipschitz(total, SMALL["blocks"])
+    certificate = net.lipschitz_certificate()
+    assert len(certificate) == SMALL["blocks"]
+    assert all(c <= l_i + 1e-6 for c in certificate), (certificate, l_i)
+    assert max(certificate) > 0.99 * l_i  # the projection is active, not vacuous
+
+
+def _evaluations_and_errors(net: IResNet, x: torch.Tensor) -> dict[str, tuple[int, float]]:
+    z = net.core_forward(x)
+    out = {}
+    for method in ("fixed_point", "anderson"):
+        result = net.core_inverse(z, SolverConfig(method=method, tol=1e-5, max_iter=1000))
+        assert bool(result.converged.all())
+        assert result.iterations.shape == (x.shape[0], len(net.blocks))
+        error = float(((result.x - x).norm() / x.norm()).detach())
+        out[method] = (int(result.iterations.sum()), error)
+    return out
+
+
+@pytest.mark.parametrize("total", [0.95, 0.99, 0.999])
+def test_roundtrip_and_anderson_beats_plain(total: float) -> None:
+    x = torch.rand(4, 1, 16, 16)
+    random_net = _inflate(build_iresnet(SMALL, total, image_size=16))
+    random = _evaluations_and_errors(random_net, random_net.lift(x))
+    smoothing_net = gaussian_residuals(build_iresnet(SMALL, total, image_size=16))
+    smoothing = _evaluations_and_errors(smoothing_net, smoothing_net.lift(x))
+    assert all(error <= 1e-4 for _, error in random.values()), random
+    # Aligned spectra are the worst case of error propagation: each block's error (at most
+    # tol / (1 - L_i) relative) is amplified by the later inverses, in all by at most 1 / (1 - L).
+    bound = SMALL["blocks"] * 1e-5 / (1 - total)
+    assert all(error <= bound for _, error in smoothing.values()), (smoothing, bound)
+    # Random nets contract much faster than their bound, so plain iteration is already quick
+    # there; on nets with aligned spectra Anderson needs clearly fewer evaluations.
+    assert random["anderson"][0] <= random["fixed_point"][0], random
+    assert smoothing["anderson"][0] < 0.7 * smoothing["fixed_point"][0], smoothing
+
+
+def test_dense_roundtrip_and_parameter_counts() -> None:
+    net = _inflate(build_iresnet("toy", 0.99).double())
+    x = torch.randn(16, 2, dtype=torch.float64)
+    result = net.inverse(net(x), TIGHT)
+    torch.testing.assert_close(result.x, x, rtol=1e-9, atol=1e-9)
+    assert all(
+        c <= block_lipschitz(0.99, ARCHITECTURES["toy"]["blocks"]) + 1e-9
+        for c in net.lipschitz_certificate()
+    )
+    # Table 1: weights and biases of both convolutions plus one threshold per block.
+    assert count_parameters(build_iresnet("iresnet_small", 0.99, image_size=8)) == 640_140
+
+
+def test_non_convergence_is_reported() -> None:
+    net = _inflate(build_iresnet(SMALL, 0.999, image_size=16))
+    z = net.core_forward(net.lift(torch.rand(2, 1, 16, 16)))
+    with pytest.warns(RuntimeWarning, match="did not reach rtol"):
+        result = net.core_inverse(z, SolverConfig(method="fixed_point", tol=1e-12, max_iter=2))
+    assert not bool(result.converged.any())
+    assert bool((result.residual > 1e-12).any())
+    assert bool((result.iterations == 2).all())
+
+
+def _unrolled_inverse(net: IResNet, z: torch.Tensor, iterations: int = 200) -> torch.Tensor:
+    """Autograd through a fully converged plain iteration, block by block."""
+    x = net.lift(z)
+    for block in reversed(net.blocks):
+        target, y = x, x
+        for _ in range(iterations):
+            y = target + block.residual(y)
+        x = y
+    return net.project(x)
+
+
+def test_implicit_gradients_equal_unrolled_autograd() -> None:
+    torch.manual_seed(1)
+    net = _inflate(build_iresnet(TINY, 0.99, image_size=6).double())
+    net.eval()
+    z = torch.rand(3, 1, 6, 6, dtype=torch.float64, requires_grad=True)
+    target = torch.rand(3, 1, 6, 6, dtype=torch.float64)
+    params = [p for p in net.parameters()]
+
+    def grads(x: torch.Tensor) -> list[torch.Tensor]:
+        loss = 0.5 * ((x - target) ** 2).sum()
+        return torch.autograd.grad(loss, [z, *params])
+
+    implicit = grads(net.inverse(z, TIGHT).x)
+    unrolled = grads(_unrolled_inverse(net, z))
+    for a, b in zip(implicit, unrolled, strict=True):
+        assert float((a - b).norm() / b.norm().clamp_min(1e-300)) <= 1e-5
+
+
+def test_gradcheck_of_inverse() -> None:
+    net = _inflate(build_iresnet({**TINY, "blocks": 2}, 0.9, image_size=4).double())
+    net.eval()
+    z = torch.rand(2, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda u: net.inverse(u, TIGHT).x, (z,))
+
+    # The parameter path: gradients w.r.t. a weight by finite differences of the solve.
+    w = net.blocks[1].residual.conv_in.weight
+    loss = net.inverse(z.detach(), TIGHT).x.sum()
+    (g,) = torch.autograd.grad(loss, w)
+    direction = torch.randn_like(w)
+    eps = 1e-6
+    with torch.no_grad():
+        w.add_(eps * direction)
+        up = net.inverse(z.detach(), TIGHT).x.sum()
+        w.sub_(2 * eps * direction)
+        down = net.inverse(z.detach(), TIGHT).x.sum()
+        w.add_(eps * direction)
+    assert float((g * direction).sum()) == pytest.approx(float(up - down) / (2 * eps), rel=1e-5)
+
+
+def _saved_bytes_of(reconstruct: object, x: torch.Tensor) -> int:
+    """Bytes that autograd keeps for the backward pass of a reconstruction loss."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = 0.5 * ((reconstruct() - x) ** 2).sum()
+    loss.backward()
+    return total
+
+
+def _saved_bytes(net: IResNet, z: torch.Tensor, x: torch.Tensor, max_iter: int) -> int:
+    solver = SolverConfig(method="fixed_point", tol=1e-30, max_iter=max_iter)
+    with pytest.warns(RuntimeWarning):
+        return _saved_bytes_of(lambda: net.inverse(z, solver).x, x)
+
+
+def test_training_step_memory_does_not_grow_with_iteration_cap() -> None:
+    net = build_iresnet(SMALL, 0.99, image_size=16)
+    x, z = torch.rand(4, 1, 16, 16), torch.rand(4, 1, 16, 16)
+    small, large = _saved_bytes(net, z, x, 10), _saved_bytes(net, z, x, 100)
+    assert abs(large - small) <= 0.1 * small, (small, large)
+    # The measure does see unrolling: backpropagating through the iterations grows with them.
+    unrolled = [_saved_bytes_of(lambda n=n: _unrolled_inverse(net, z, n), x) for n in (10, 100)]
+    assert unrolled[1] > 5 * unrolled[0] > 5 * small
+
+
+@pytest.mark.parametrize("total", [0.95, 0.99, 0.999])
+def test_inverse_lipschitz_bound_and_block_monotonicity(total: float) -> None:
+    net = _inflate(build_iresnet(SMALL, total, image_size=16).double())
+    z1 = torch.rand(6, 1, 16, 16, dtype=torch.float64)
+    z2 = z1 + 0.1 * torch.randn_like(z1)
+    x1, x2 = net.inverse(z1, TIGHT).x, net.inverse(z2, TIGHT).x
+    lhs = (x1 - x2).flatten(1).norm(dim=1)
+    rhs = (z1 - z2).flatten(1).norm(dim=1) / (1 - total)
+    assert bool((lhs <= rhs).all())
+    l_i = block_lipschitz(total, SMALL["blocks"])
+    a, b = (
+        torch.randn(6, 4, 16, 16, dtype=torch.float64),
+        torch.randn(6, 4, 16, 16, dtype=torch.float64),
+    )
+    for block in net.blocks:
+        inner = ((block(a) - block(b)) * (a - b)).flatten(1).sum(dim=1)
+        assert bool((inner >= (1 - l_i) * ((a - b) ** 2).flatten(1).sum(dim=1) - 1e-9).all())
+
+
+def test_training_mode_power_step_keeps_gradients() -> None:
+    net = build_iresnet(SMALL, 0.99, image_size=16)
+    net.train()
+    before = net.blocks[0].residual.conv_in.power_vector.clone()
+    out = net(torch.rand(2, 1, 16, 16))
+    out.sum().backward()
+    assert not torch.equal(before, net.blocks[0].residual.conv_in.power_vector)
+    assert net.blocks[0].residual.conv_in.weight.grad is not None
+    assert math.isfinite(float(net.blocks[0].residual.threshold.grad))
