@@ -47,9 +47,14 @@ def test_cells_combine_by_coords(tmp_path: Path) -> None:
                 cell={"operator": op, "noise_level": d},
             )
             parts.append(read_dataset(p))
-    cube = xr.combine_by_coords(parts, combine_attrs="drop_conflicts")
+    cube = artifacts.combine_cells(sorted(tmp_path.glob("*.nc")))
     assert dict(cube.sizes) == {"operator": 2, "noise_level": 2, "image": 3}
     assert float(cube["psnr"].sel(operator="diffusion", noise_level=0.05, image=0)) == 0.05
+    assert sorted(cube["operator"].values) == ["blur", "diffusion"]  # no truncated names
+    # A sparse grid combines too, with NaN where no cell was run.
+    (tmp_path / "diffusion0.05.nc").unlink()
+    sparse = artifacts.combine_cells(sorted(tmp_path.glob("*.nc")))
+    assert int(sparse["psnr"].isnull().sum()) == 3
 
 
 def test_unknown_cell_key_is_an_error(tmp_path: Path) -> None:

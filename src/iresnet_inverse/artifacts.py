@@ -134,6 +134,22 @@ def read_dataset(path: str | Path) -> xr.Dataset:
         raise ArtifactError(f"{path}: not a readable NetCDF artifact ({err})") from err
 
 
+def combine_cells(paths: list[str | Path]) -> xr.Dataset:
+    """One dataset from per-cell files: their length-1 cell coordinates become the study cube's
+    dimensions (outer join, so a sparse grid leaves NaN where no cell was run)."""
+    parts = []
+    for path in paths:
+        part = read_dataset(path)
+        for key in ("config_json", "history", "created", "snakemake_rule", "title"):
+            part.attrs.pop(key, None)
+        # Fixed-width strings would be cut to the first file's width when concatenated.
+        text = [k for k in CELL_KEYS if k in part.coords and part[k].dtype.kind == "U"]
+        parts.append(part.assign_coords({k: part[k].astype(object) for k in text}))
+    return xr.combine_by_coords(
+        parts, join="outer", compat="no_conflicts", combine_attrs="drop_conflicts"
+    )
+
+
 def config_of(ds: xr.Dataset) -> dict[str, object]:
     """The config a dataset was written with (from its provenance)."""
     return json.loads(ds.attrs.get("config_json", "{}"))

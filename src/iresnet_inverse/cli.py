@@ -12,12 +12,6 @@ from iresnet_inverse.config import ConfigError
 EXPECTED_ERRORS = (ConfigError, ArtifactError, ValueError, FileNotFoundError)
 
 
-def _set_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, threads))
-
-
 def cmd_data(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.artifacts import write_dataset
     from iresnet_inverse.data.observations import image_dataset
@@ -54,6 +48,44 @@ def cmd_observe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     )
 
 
+def _cell(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "operator": args.operator,
+        "noise_level": args.noise_level,
+        "lipschitz": args.lipschitz,
+        "objective": args.objective,
+        "arch": args.arch,
+        "seed": args.seed,
+    }
+
+
+def cmd_train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.train import train_image_cell
+
+    train_image_cell(
+        _cell(args), cfg, args.images, args.observations, args.out_dir, args.warm_start, args.rule
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.artifacts import write_dataset
+    from iresnet_inverse.config import cell_dir
+    from iresnet_inverse.reconstruct import evaluate_model_file
+
+    ds, cell = evaluate_model_file(args.model, args.images, args.observations, cfg)
+    write_dataset(
+        ds, args.out, title=f"evaluation of {cell_dir(cell)}", config=cfg, rule=args.rule, cell=cell
+    )
+
+
+def cmd_combine(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.artifacts import combine_cells, write_dataset
+
+    write_dataset(
+        combine_cells(args.inputs), args.out, title=args.title, config=cfg, rule=args.rule
+    )
+
+
 def cmd_figure(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.plots import FIGURES
 
@@ -85,6 +117,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_observe)
 
+    cell = argparse.ArgumentParser(add_help=False)
+    cell.add_argument("--operator", required=True)
+    cell.add_argument("--noise-level", type=float, required=True)
+    cell.add_argument("--lipschitz", type=float, required=True)
+    cell.add_argument("--objective", required=True)
+    cell.add_argument("--arch", required=True)
+    cell.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("train", parents=[common, cell], help="train one cell")
+    p.add_argument("--images", required=True)
+    p.add_argument("--observations", required=True, help="observations.nc (validation data)")
+    p.add_argument("--out-dir", required=True, help="writes model.pt and history.nc here")
+    p.add_argument("--warm-start", help="model.pt of another cell to start from")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "evaluate", parents=[common], help="evaluate a trained cell on the test split"
+    )
+    p.add_argument("--model", required=True)
+    p.add_argument("--images", required=True)
+    p.add_argument("--observations", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("combine", parents=[common], help="combine per-cell NetCDF files into one")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--title", default="study dataset")
+    p.set_defaults(func=cmd_combine)
+
     p = sub.add_parser("figure", parents=[common], help="draw one figure from NetCDF inputs")
     p.add_argument("name")
     p.add_argument("inputs", nargs="+")
@@ -106,7 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace, dict[str, Any]], None] = args.func
     try:
         cfg = _config(args)
-        _set_threads(args.threads)
+        from iresnet_inverse.runtime import set_threads
+
+        set_threads(args.threads)
         func(args, cfg)
     except EXPECTED_ERRORS as err:
         print(f"iresnet-inverse {args.command}: error: {err}", file=sys.stderr)

@@ -20,11 +20,14 @@ def _field(path: object) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
 
 
-def validate(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``config`` in place against the schema, filling defaults; return it."""
+def validate(config: dict[str, Any], definition: str | None = None) -> dict[str, Any]:
+    """Validate ``config`` in place against the schema (or one of its ``$defs``), filling
+    defaults; return it."""
     import jsonschema
 
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    if definition is not None:
+        schema = {**schema["$defs"][definition], "$defs": schema["$defs"]}
     validator_class = jsonschema.validators.validator_for(schema)
 
     def set_defaults(validator, properties, instance, schema):  # noqa: ANN001
@@ -57,6 +60,39 @@ def load(path: str | Path) -> dict[str, Any]:
     return validate(config)
 
 
+def architecture(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The spec of architecture ``name``: from ``config.archs``, else built in."""
+    from iresnet_inverse.nets.iresnet import ARCHITECTURES
+
+    spec = config.get("archs", {}).get(name) or ARCHITECTURES.get(name)
+    if spec is None:
+        known = sorted({*config.get("archs", {}), *ARCHITECTURES})
+        raise ConfigError(f"config field grid: unknown arch {name!r}; known: {', '.join(known)}")
+    return {k: v for k, v in spec.items() if k != "train"}
+
+
+def block_of(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:
+    """The first grid block whose product contains ``cell`` (values compared as in paths)."""
+    key = {k: format_value(cell[k]) for k in CELL_DIR_KEYS}
+    for block in config["grid"]:
+        if all(key[k] in {format_value(v) for v in block[k]} for k in CELL_DIR_KEYS):
+            return block
+    raise ConfigError(f"config field grid: no block contains the cell {cell_dir(cell)}")
+
+
+def train_settings(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:
+    """Training settings of a cell: ``train``, then its arch's ``train`` overrides, then the
+    ``train`` overrides of its grid block."""
+    arch = cell["arch"]
+    merged = _copy(dict(config["train"]))
+    merged.update(config.get("archs", {}).get(arch, {}).get("train", {}))
+    merged.update(block_of(config, cell).get("train", {}))
+    try:
+        return validate(merged, "train")
+    except ConfigError as err:
+        raise ConfigError(f"training settings of {cell_dir(cell)}: {err}") from None
+
+
 def format_value(value: object) -> str:
     """How a cell value appears in paths: floats in shortest ``g`` form."""
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -71,6 +107,18 @@ def cells(config: Mapping[str, Any]) -> list[dict[str, Any]]:
             cell = dict(zip(CELL_DIR_KEYS, combo, strict=True))
             seen.setdefault(tuple(format_value(v) for v in combo), cell)
     return list(seen.values())
+
+
+def parse_cell(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A cell with typed values from strings (e.g. Snakemake wildcards)."""
+    return {
+        "operator": str(values["operator"]),
+        "noise_level": float(values["noise_level"]),
+        "lipschitz": float(values["lipschitz"]),
+        "objective": str(values["objective"]),
+        "arch": str(values["arch"]),
+        "seed": int(values["seed"]),
+    }
 
 
 def cell_dir(cell: Mapping[str, Any]) -> str:

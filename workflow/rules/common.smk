@@ -18,6 +18,19 @@ CELLS = study_config.cells(config)
 NOISE_LEVELS = study_config.noise_levels(config)  # operator -> sorted deltas
 OPERATOR_NAMES = sorted(NOISE_LEVELS)
 RESULTS = "results"
+CELL_PATTERN = "/".join(f"{k}~{{{k}}}" for k in study_config.CELL_DIR_KEYS)
+
+for _cell in CELLS:
+    study_config.architecture(config, _cell["arch"])  # an unknown arch fails here, before any job
+
+
+wildcard_constraints:
+    operator=r"[A-Za-z0-9_]+",
+    noise_level=r"[0-9.eE+-]+",
+    lipschitz=r"[0-9.eE+-]+",
+    objective=r"[a-z]+",
+    arch=r"[A-Za-z0-9_]+",
+    seed=r"[0-9]+",
 
 
 def config_json(*sections):
@@ -38,4 +51,5 @@ def all_targets():
         f"{RESULTS}/data/images.nc",
         *observation_files(),
         *expand(f"{RESULTS}/figures/operators.{{ext}}", ext=["png", "pdf"]),
+        f"{RESULTS}/datasets/reconstruction.nc",
     ]

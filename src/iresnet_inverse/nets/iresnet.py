@@ -56,6 +56,9 @@ class ConvResidual(torch.nn.Module):
         self.conv_out = LipschitzConv2d(hidden, channels, 1, per_layer, image_size)
         self.threshold = torch.nn.Parameter(torch.tensor(0.01))
         self.padding = kernel_size // 2
+        with torch.no_grad():  # f = 0 at the start: phi and its inverse begin as the identity
+            self.conv_out.weight.zero_()
+            self.conv_out.bias.zero_()
 
     def weights(self) -> tuple[torch.Tensor, ...]:
         """The effective (projected) parameters; computed once per network call."""
@@ -237,12 +240,18 @@ class IResNet(torch.nn.Module):
         return result
 
     # --- Lipschitz control --------------------------------------------------------------------
-    def refresh_norms(self, tol: float = 1e-8, max_iter: int = 20000) -> None:
+    def refresh_norms(self, tol: float = 1e-9, max_iter: int = 1000) -> None:
         """Converge every persistent power vector (before evaluation or certification)."""
         for block in self.blocks:
             for layer in block.residual.layers():
                 if isinstance(layer, LipschitzConv2d):
                     layer.refresh(tol=tol, max_iter=max_iter)
+
+    def rescale_raw_weights(self) -> None:
+        """Keep every raw weight inside its bound (call after each optimizer step)."""
+        for block in self.blocks:
+            for layer in block.residual.layers():
+                layer.rescale_raw()
 
     def lipschitz_certificate(self) -> list[float]:
         """Per block, an upper estimate of Lip(f_i) from high-accuracy layer norms."""

@@ -15,6 +15,14 @@ import torch
 import torch.nn.functional as F
 
 
+def _project(weight: torch.Tensor, sigma: torch.Tensor, bound: float) -> torch.Tensor:
+    """W * min(1, bound / sigma). Inside the bound W is returned as is, so that no gradient
+    flows through sigma there (its gradient is undefined at W = 0, the zero initialization)."""
+    if float(sigma.detach()) <= bound:
+        return weight
+    return weight * (bound / sigma)
+
+
 def block_lipschitz(total: float, blocks: int) -> float:
     """Per-block L_i with prod_i (1 - L_i) = 1 - L (paper eq. 2.3), equal for all blocks."""
     if not 0 < total < 1:
@@ -50,7 +58,7 @@ class LipschitzConv2d(torch.nn.Module):
             "power_vector", F.normalize(torch.randn(shape).flatten(), dim=0).view(shape)
         )
         if not self.exact:
-            self.refresh(tol=1e-4, max_iter=30)
+            self.power_step(10)
 
     # --- the linear map and its adjoint on the power-iteration shape -------------------------
     def _conv(self, u: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -65,12 +73,15 @@ class LipschitzConv2d(torch.nn.Module):
         u = self.power_vector
         w = self.weight.detach()
         for _ in range(iterations):
-            u = self._conv_t(self._conv(u, w), w)
-            u = u / u.norm().clamp_min(1e-30)
+            v = self._conv_t(self._conv(u, w), w)
+            norm = v.norm()
+            if not norm > 0:  # a zero weight: keep the vector for when it is not
+                break
+            u = v / norm
         self.power_vector.copy_(u)
 
     @torch.no_grad()
-    def refresh(self, tol: float = 1e-10, max_iter: int = 2000) -> float:
+    def refresh(self, tol: float = 1e-9, max_iter: int = 1000) -> float:
         """Converge the persistent vector by block power iteration (see ``top_singular``);
         returns sigma of the raw weight."""
         if not self.exact:
@@ -96,21 +107,41 @@ class LipschitzConv2d(torch.nn.Module):
         """W * min(1, bound / sigma(W)); in training mode one power step refreshes sigma first."""
         if self.training and not self.exact and torch.is_grad_enabled():
             self.power_step(1)
-        scale = torch.clamp(self.bound / self.sigma(), max=1.0)
-        return self.weight * scale
+        return _project(self.weight, self.sigma(), self.bound)
 
-    def certified_norm(self, exact_below: int = 4096, tol: float = 1e-10) -> float:
-        """Norm of the effective weight: dense SVD when the map has at most ``exact_below``
-        inputs, else a converged power iteration on a fresh vector."""
+    @torch.no_grad()
+    def rescale_raw(self) -> None:
+        """Replace the raw weight by its projection (after an optimizer step), so the raw norm
+        stays at the bound and the projection's scale invariance does not shrink the steps."""
+        sigma = float(self.sigma())
+        if sigma > self.bound:
+            self.weight.mul_(self.bound / sigma)
+
+    def certified_norm(
+        self, exact_below: int = 4096, tol: float = 1e-10, max_iter: int = 1000
+    ) -> float:
+        """Operator norm of the effective weight: the raw weight's norm (dense SVD when the map
+        has at most ``exact_below`` inputs, else block power iteration started from the
+        persistent vector) times the current projection scale."""
         with torch.no_grad():
-            w = self.effective_weight().double()
+            scale = min(1.0, self.bound / max(float(self.sigma()), 1e-300))
+            w = self.weight.detach().double()
             shape = tuple(self.power_vector.shape[1:])
             if self.exact:
-                return float(torch.linalg.matrix_norm(w.flatten(1), ord=2))
-            if math.prod(shape) <= exact_below:
+                sigma = float(torch.linalg.matrix_norm(w.flatten(1), ord=2))
+            elif math.prod(shape) <= exact_below:
                 matrix = dense_matrix(lambda u: self._conv(u, w), shape)
-                return float(torch.linalg.matrix_norm(matrix, ord=2))
-            return conv_operator_norm(w, shape, self.padding, tol=tol)
+                sigma = float(torch.linalg.matrix_norm(matrix, ord=2))
+            else:
+                sigma, _ = top_singular(
+                    lambda u: self._conv(u, w),
+                    lambda v: self._conv_t(v, w),
+                    shape,
+                    tol=tol,
+                    max_iter=max_iter,
+                    start=self.power_vector.double(),
+                )
+            return sigma * scale
 
     def extra_repr(self) -> str:
         c_out, c_in, k, _ = self.weight.shape
@@ -185,7 +216,14 @@ class LipschitzLinear(torch.nn.Module):
         return torch.linalg.matrix_norm(self.weight, ord=2)
 
     def effective_weight(self) -> torch.Tensor:
-        return self.weight * torch.clamp(self.bound / self.sigma(), max=1.0)
+        return _project(self.weight, self.sigma(), self.bound)
+
+    @torch.no_grad()
+    def rescale_raw(self) -> None:
+        """See ``LipschitzConv2d.rescale_raw``."""
+        sigma = float(self.sigma())
+        if sigma > self.bound:
+            self.weight.mul_(self.bound / sigma)
 
     def certified_norm(self) -> float:
         with torch.no_grad():

@@ -1,0 +1,84 @@
+"""Inversion cost of iResNets: forward time, inverse time and residual evaluations, plain fixed
+point vs Anderson at rtol 1e-5, for the demo and paper architectures at L in {0.95, 0.99, 0.999}.
+
+Two kinds of untrained network are measured: PyTorch's random initialization, and "gaussian"
+residuals (L_i times a Gaussian blur, ``nets/examples.py``), whose aligned spectra are the
+worst case for plain iteration and resemble nets fitted to smoothing operators.
+
+    .venv/bin/python benchmarks/inversion.py            # both architectures (a few minutes on CPU)
+    .venv/bin/python benchmarks/inversion.py --quick    # demo architecture only
+"""
+
+import argparse
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from iresnet_inverse.nets.examples import gaussian_residuals
+from iresnet_inverse.nets.iresnet import build_iresnet
+from iresnet_inverse.nets.solvers import SolverConfig
+
+CASES = {  # name: (architecture, image size, batch)
+    "demo": ("iresnet_small", 32, 8),
+    "paper": ("iresnet", 96, 1),
+}
+
+
+def _timed(repeats: int, fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
+    """Mean seconds per call after one warm-up call, and the last result."""
+    fn(*args)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = fn(*args)
+    return (time.perf_counter() - start) / repeats, out
+
+
+def run(cases: list[str], repeats: int, device: str) -> None:
+    print(
+        f"# {platform.node()} {platform.processor() or platform.machine()}, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads, device {device}"
+    )
+    print(
+        "| case | arch | image | batch | L | init | forward ms | method | inverse ms | "
+        "evals/block | inverse/forward | rel. roundtrip error |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for case in cases:
+        arch, size, batch = CASES[case]
+        for total in (0.95, 0.99, 0.999):
+            for init in ("random", "gaussian"):
+                torch.manual_seed(0)
+                net = build_iresnet(arch, total, image_size=size)
+                if init == "gaussian":
+                    gaussian_residuals(net)
+                net = net.to(device).eval()
+                x = net.lift(torch.rand(batch, 1, size, size, device=device))
+                with torch.no_grad():
+                    t_forward, z = _timed(repeats, net.core_forward, x)
+                    for method in ("fixed_point", "anderson"):
+                        solver = SolverConfig(method=method, tol=1e-5, max_iter=500)
+                        t_inverse, result = _timed(repeats, net.core_inverse, z, solver)
+                        evals = float(result.iterations.float().mean())
+                        error = float((result.x - x).norm() / x.norm())
+                        print(
+                            f"| {case} | {arch} | {size} | {batch} | {total} | {init} | "
+                            f"{1e3 * t_forward:.1f} | {method} | {1e3 * t_inverse:.1f} | "
+                            f"{evals:.1f} | {t_inverse / t_forward:.1f} | {error:.1e} |",
+                            flush=True,
+                        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="demo architecture only")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    run(["demo"] if args.quick else list(CASES), args.repeats, args.device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Analyses of trained networks: metrics, directional derivatives, saliency, clustering, edges."""

@@ -1,0 +1,407 @@
+"""One training run for one cell: seeded, checkpointed every epoch, resumable, with progress.
+
+Training noise is drawn fresh every epoch (and the samples shuffled) from one CPU generator
+seeded by the cell's seed; its state is part of the resume checkpoint, so a run killed after
+epoch k and restarted continues exactly as an uninterrupted run would.
+"""
+
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from tqdm import tqdm
+
+from iresnet_inverse import objectives
+from iresnet_inverse.artifacts import write_dataset
+from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
+from iresnet_inverse.config import cell_dir
+from iresnet_inverse.nets.iresnet import IResNet, build_iresnet, count_parameters
+from iresnet_inverse.nets.solvers import SolverConfig
+from iresnet_inverse.runtime import generator
+
+MODEL_FILE, HISTORY_FILE, RESUME_FILE = "model.pt", "history.nc", "resume.pt"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message names cell and step."""
+
+
+def solver_config(settings: Mapping[str, Any]) -> SolverConfig:
+    return SolverConfig(**settings)
+
+
+@dataclass
+class History:
+    """What a run records; kept in the resume checkpoint and written to ``history.nc``."""
+
+    loss: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
+    inverse_evaluations: list[float] = field(default_factory=list)
+    inverse_residual: list[float] = field(default_factory=list)
+    val_psnr: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    lipschitz_estimate: list[list[float]] = field(default_factory=list)
+    resumed_at_epochs: list[int] = field(default_factory=list)
+
+
+def block_estimates(net: IResNet) -> list[float]:
+    """Per block, the product of its layers' current norm estimates (after projection)."""
+    out = []
+    with torch.no_grad():
+        for block in net.blocks:
+            est = 1.0
+            for layer in block.residual.layers():
+                est *= min(float(layer.sigma()), layer.bound)
+            out.append(est)
+    return out
+
+
+def _lr_lambda(schedule: str, total_steps: int) -> Callable[[int], float]:
+    if schedule == "constant":
+        return lambda step: 1.0
+    return lambda step: (
+        0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    )
+
+
+def fingerprint(payload: Mapping[str, Any]) -> str:
+    """A hash of everything that determines a run, to refuse resuming a different one."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def fit(
+    net: IResNet,
+    objective: str,
+    operator: torch.nn.Module,
+    x_train: torch.Tensor,
+    clean_train: torch.Tensor,
+    noise_level: float,
+    settings: Mapping[str, Any],
+    seed: int,
+    out_dir: Path,
+    validate: Callable[[IResNet], float],
+    run_id: str,
+    label: str,
+    log: Callable[[str], None],
+) -> History:
+    """Train ``net`` on (x, F(x) + noise) pairs; checkpoint every epoch to ``out_dir``."""
+    device = x_train.device
+    batch = int(settings["batch_size"])
+    epochs = int(settings["epochs"])
+    steps_per_epoch = math.ceil(len(x_train) / batch)
+    solver = solver_config(settings["solver"])
+    estimators = objectives.Estimators(settings["probes"], settings["logdet_terms"])
+    noise_hat = settings["noise_factor"] * noise_level
+    optimizer = torch.optim.Adam(net.parameters(), lr=settings["learning_rate"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(settings["lr_schedule"], epochs * steps_per_epoch)
+    )
+    rng = generator(seed)
+    history, start_epoch, elapsed = History(), 0, 0.0
+    resume_path = out_dir / RESUME_FILE
+    if resume_path.exists():
+        state = load_checkpoint(resume_path, device)
+        if state.get("run_id") == run_id:
+            net.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            rng.set_state(state["generator"])
+            history = History(**json.loads(state["history"]))
+            start_epoch, elapsed = int(state["epoch"]), float(state["elapsed"])
+            history.resumed_at_epochs.append(start_epoch)
+            log(f"{label}: resuming from epoch {start_epoch} of {epochs} ({resume_path})")
+        else:
+            log(f"{label}: {resume_path} belongs to another configuration; starting afresh")
+    net.train()
+    progress = tqdm(
+        total=epochs * steps_per_epoch,
+        initial=start_epoch * steps_per_epoch,
+        desc=label,
+        file=sys.stderr,
+        mininterval=2.0,
+        dynamic_ncols=True,
+    )
+    for epoch in range(start_epoch, epochs):
+        started = time.perf_counter()
+        order = torch.randperm(len(x_train), generator=rng).to(device)
+        noise = (noise_level * torch.randn(x_train.shape, generator=rng)).to(device)
+        for i in range(steps_per_epoch):
+            idx = order[i * batch : (i + 1) * batch]
+            z = clean_train[idx] + noise[idx]
+            optimizer.zero_grad(set_to_none=True)
+            value, inverse = objectives.loss(
+                objective, net, operator, x_train[idx], z, noise_hat, solver, estimators, rng
+            )
+            step = epoch * steps_per_epoch + i
+            if not torch.isfinite(value):
+                raise TrainingError(
+                    f"{label}: non-finite loss {float(value)} at step {step} (epoch {epoch})"
+                )
+            value.backward()
+            optimizer.step()
+            if settings.get("rescale_weights", False):
+                net.rescale_raw_weights()
+            history.loss.append(float(value.detach()))
+            history.learning_rate.append(scheduler.get_last_lr()[0])
+            scheduler.step()
+            if inverse is None:
+                history.inverse_evaluations.append(float("nan"))
+                history.inverse_residual.append(float("nan"))
+            else:
+                history.inverse_evaluations.append(float(inverse.iterations.float().mean()))
+                history.inverse_residual.append(float(inverse.residual.max()))
+            progress.update(1)
+        net.eval()
+        history.val_psnr.append(validate(net))
+        net.train()
+        history.lipschitz_estimate.append(block_estimates(net))
+        history.epoch_seconds.append(time.perf_counter() - started)
+        elapsed += history.epoch_seconds[-1]
+        progress.set_postfix(loss=f"{history.loss[-1]:.4g}", val_psnr=f"{history.val_psnr[-1]:.2f}")
+        save_checkpoint(
+            {
+                "run_id": run_id,
+                "model": net.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": rng.get_state(),
+                "history": json.dumps(history.__dict__),
+                "epoch": epoch + 1,
+                "elapsed": elapsed,
+            },
+            resume_path,
+        )
+    progress.close()
+    net.eval()
+    return history
+
+
+def history_dataset(
+    history: History, certificate: list[float], net: IResNet, steps_per_epoch: int
+) -> xr.Dataset:
+    steps = np.arange(len(history.loss))
+    blocks = np.arange(len(net.blocks))
+    bound = float(net.blocks[0].lipschitz)
+    return xr.Dataset(
+        {
+            "loss": (
+                "step",
+                np.array(history.loss),
+                {"long_name": "training loss (batch mean)", "units": "1"},
+            ),
+            "learning_rate": (
+                "step",
+                np.array(history.learning_rate),
+                {"long_name": "learning rate", "units": "1"},
+            ),
+            "inverse_evaluations": (
+                "step",
+                np.array(history.inverse_evaluations),
+                {
+                    "long_name": "residual evaluations per block and sample in the inverse",
+                    "units": "1",
+                },
+            ),
+            "inverse_residual": (
+                "step",
+                np.array(history.inverse_residual),
+                {"long_name": "largest final relative residual of the inverse", "units": "1"},
+            ),
+            "val_psnr": (
+                "epoch",
+                np.array(history.val_psnr),
+                {"long_name": "validation PSNR", "units": "dB"},
+            ),
+            "epoch_seconds": (
+                "epoch",
+                np.array(history.epoch_seconds),
+                {"long_name": "wall time per epoch", "units": "s"},
+            ),
+            "lipschitz_estimate": (
+                ("epoch", "block"),
+                np.array(history.lipschitz_estimate),
+                {
+                    "long_name": "per-block Lipschitz estimate from the running power iteration",
+                    "units": "1",
+                },
+            ),
+            "lipschitz_certificate": (
+                "block",
+                np.array(certificate),
+                {"long_name": "per-block Lipschitz bound from converged layer norms", "units": "1"},
+            ),
+            "block_bound": (
+                (),
+                bound,
+                {"long_name": "per-block Lipschitz bound L_i", "units": "1"},
+            ),
+            "wall_time": (
+                (),
+                float(np.sum(history.epoch_seconds)),
+                {"long_name": "training wall time", "units": "s"},
+            ),
+            "parameters": (
+                (),
+                count_parameters(net),
+                {"long_name": "trainable parameters", "units": "1"},
+            ),
+        },
+        coords={
+            "step": steps,
+            "epoch": np.arange(1, len(history.val_psnr) + 1),
+            "block": blocks,
+            "epoch_of_step": ("step", steps // steps_per_epoch),
+        },
+        attrs={"resumed_at_epochs": json.dumps(history.resumed_at_epochs)},
+    )
+
+
+def certify(net: IResNet) -> list[float]:
+    """Converge the power vectors, then certify every block (the evaluation-time check)."""
+    net.refresh_norms()
+    return net.lipschitz_certificate()
+
+
+def model_payload(net: IResNet, spec: Mapping[str, Any], meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "model": net.state_dict(),
+        "spec": json.dumps(dict(spec)),
+        "meta": json.dumps(dict(meta)),
+    }
+
+
+def load_model(
+    path: str | Path, device: torch.device | str = "cpu"
+) -> tuple[IResNet, dict[str, Any]]:
+    """A trained iResNet and its metadata (cell, image size, solver) from ``model.pt``."""
+    payload = load_checkpoint(path, device)
+    try:
+        spec, meta = json.loads(payload["spec"]), json.loads(payload["meta"])
+        net = build_iresnet(spec, meta["lipschitz"], meta.get("image_size"))
+        net.load_state_dict(payload["model"])
+    except (KeyError, RuntimeError, ValueError) as err:
+        from iresnet_inverse.artifacts import ArtifactError
+
+        raise ArtifactError(f"{path}: not an iresnet-inverse model ({err})") from err
+    net.solver = solver_config(meta["solver"])
+    return net.to(device).eval(), meta
+
+
+def finish(
+    net: IResNet,
+    history: History,
+    spec: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    out_dir: Path,
+    cell: Mapping[str, Any],
+    config: Mapping[str, Any],
+    steps_per_epoch: int,
+    rule: str,
+) -> None:
+    """Certify, then write model.pt and history.nc; drop the resume checkpoint."""
+    certificate = certify(net)
+    save_checkpoint(
+        model_payload(net, spec, {**meta, "certificate": certificate}), out_dir / MODEL_FILE
+    )
+    write_dataset(
+        history_dataset(history, certificate, net, steps_per_epoch),
+        out_dir / HISTORY_FILE,
+        title=f"training history of {cell_dir(cell)}",
+        config=config,
+        rule=rule,
+        cell=cell,
+    )
+    (out_dir / RESUME_FILE).unlink(missing_ok=True)
+
+
+def train_image_cell(
+    cell: Mapping[str, Any],
+    config: Mapping[str, Any],
+    images_path: str | Path,
+    observations_path: str | Path,
+    out_dir: str | Path,
+    warm_start: str | Path | None = None,
+    rule: str = "train",
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+) -> None:
+    """Train the cell's iResNet on image patches; write model.pt and history.nc to ``out_dir``."""
+    from iresnet_inverse.analysis.metrics import psnr
+    from iresnet_inverse.artifacts import read_dataset
+    from iresnet_inverse.config import architecture, train_settings
+    from iresnet_inverse.data.observations import paired_split
+    from iresnet_inverse.operators import get_operator
+    from iresnet_inverse.runtime import resolve_device
+
+    out_dir = Path(out_dir)
+    device = resolve_device(config.get("device", "auto"))
+    label = cell_dir(cell)
+    settings = train_settings(config, cell)
+    spec = architecture(config, cell["arch"])
+    images, observations = read_dataset(images_path), read_dataset(observations_path)
+    operator = get_operator(cell["operator"], **config["operators"][cell["operator"]]).to(device)
+    x_train = torch.as_tensor(paired_split(images, None, "train")[0])[:, None].to(device)
+    with torch.no_grad():
+        clean_train = operator(x_train)
+    x_val, _, z_val = paired_split(images, observations, "val")
+    z_val_t = torch.as_tensor(z_val)[:, None].to(device)
+    image_size = int(x_train.shape[-1])
+    solver = solver_config(settings["solver"])
+    torch.manual_seed(int(cell["seed"]))
+    net = build_iresnet(spec, float(cell["lipschitz"]), image_size, solver).to(device)
+    log(
+        f"{label}: {count_parameters(net):,} parameters, {len(x_train)} training patches, "
+        f"device {device}, {torch.get_num_threads()} threads"
+    )
+    if warm_start is not None:
+        warm, _ = load_model(warm_start, device)
+        net.load_state_dict(warm.state_dict())
+        log(f"{label}: warm start from {warm_start}")
+
+    from iresnet_inverse.reconstruct import reconstruct
+
+    def validate(model: IResNet) -> float:
+        x_hat, _ = reconstruct(model, cell["objective"], operator, z_val_t, solver)
+        return float(np.mean(psnr(x_val, x_hat[:, 0].cpu().numpy())))
+
+    run_id = fingerprint(
+        {
+            "cell": dict(cell),
+            "settings": settings,
+            "spec": spec,
+            "warm_start": str(warm_start),
+            "data": config.get("data"),
+        }
+    )
+    history = fit(
+        net,
+        cell["objective"],
+        operator,
+        x_train,
+        clean_train,
+        float(cell["noise_level"]),
+        settings,
+        int(cell["seed"]),
+        out_dir,
+        validate,
+        run_id,
+        label,
+        log,
+    )
+    meta = {
+        "cell": dict(cell),
+        "lipschitz": float(cell["lipschitz"]),
+        "image_size": image_size,
+        "solver": settings["solver"],
+    }
+    steps_per_epoch = math.ceil(len(x_train) / settings["batch_size"])
+    finish(net, history, spec, meta, out_dir, cell, config, steps_per_epoch, rule)
+    log(f"{label}: done, final validation PSNR {history.val_psnr[-1]:.2f} dB")

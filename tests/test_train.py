@@ -1,0 +1,208 @@
+"""Training: determinism, resuming after a kill, clear failures, evaluation metrics."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from iresnet_inverse import config
+from iresnet_inverse.analysis.metrics import psnr, ssim
+from iresnet_inverse.artifacts import read_dataset, write_dataset
+from iresnet_inverse.data.observations import image_dataset, observation_dataset
+from iresnet_inverse.nets.iresnet import build_iresnet
+from iresnet_inverse.operators import get_operator
+from iresnet_inverse.reconstruct import evaluate_model_file
+from iresnet_inverse.train import TrainingError, fit
+
+CELL = {
+    "operator": "blur",
+    "noise_level": 0.05,
+    "lipschitz": 0.9,
+    "objective": "reconstruction",
+    "arch": "tiny",
+    "seed": 3,
+}
+
+
+def _config(epochs: int, patches: int = 16) -> dict:
+    return config.validate(
+        {
+            "device": "cpu",
+            "data": {
+                "downscale": 8,
+                "patch_size": 16,
+                "patches": {"train": patches, "val": 4, "test": 4},
+                "named_size": 32,
+            },
+            "archs": {
+                "tiny": {"kind": "conv", "blocks": 2, "channels": 2, "hidden": 4, "kernel_size": 3}
+            },
+            "train": {"epochs": epochs, "batch_size": 8, "solver": {"method": "fixed_point"}},
+            "grid": [{k: [v] for k, v in CELL.items()}],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("data")
+    cfg = _config(1, patches=96)
+    images = image_dataset(cfg["data"])
+    write_dataset(images, root / "images.nc", title="t")
+    obs = observation_dataset(images, "blur", cfg["operators"]["blur"], 0.05, seed=0)
+    write_dataset(obs, root / "obs.nc", title="t", cell={"operator": "blur", "noise_level": 0.05})
+    return root / "images.nc", root / "obs.nc"
+
+
+def _train_command(cfg: dict, data: tuple[Path, Path], out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "iresnet_inverse.cli",
+        "train",
+        "--config-json",
+        json.dumps(cfg),
+        "--threads",
+        "1",
+        "--operator",
+        "blur",
+        "--noise-level",
+        "0.05",
+        "--lipschitz",
+        "0.9",
+        "--objective",
+        "reconstruction",
+        "--arch",
+        "tiny",
+        "--seed",
+        "3",
+        "--images",
+        str(data[0]),
+        "--observations",
+        str(data[1]),
+        "--out-dir",
+        str(out),
+    ]
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def _metrics(out: Path, cfg: dict, data: tuple[Path, Path]) -> dict[str, np.ndarray]:
+    ds, _ = evaluate_model_file(out / "model.pt", data[0], data[1], cfg)
+    history = read_dataset(out / "history.nc")
+    return {
+        "psnr": ds["psnr"].values,
+        "ssim": ds["ssim"].values,
+        "loss": history["loss"].values.ravel(),
+        "val": history["val_psnr"].values.ravel(),
+    }
+
+
+def test_same_seed_same_metrics_and_resume_after_kill(
+    tmp_path: Path, data: tuple[Path, Path]
+) -> None:
+    cfg = _config(epochs=8, patches=96)
+    _run(_train_command(cfg, data, tmp_path / "a"))
+    _run(_train_command(cfg, data, tmp_path / "b"))
+    a, b = _metrics(tmp_path / "a", cfg, data), _metrics(tmp_path / "b", cfg, data)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+    # Kill a third run as soon as its first epoch checkpoint exists, then rerun it.
+    out = tmp_path / "killed"
+    process = subprocess.Popen(
+        _train_command(cfg, data, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    while not (out / "resume.pt").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "model.pt").exists(), "the run finished before it could be killed"
+    rerun = _run(_train_command(cfg, data, out))
+    assert "resuming from epoch" in rerun.stderr
+    assert not (out / "resume.pt").exists()
+    resumed = _metrics(out, cfg, data)
+    for key in a:
+        np.testing.assert_array_equal(resumed[key], a[key])
+    assert json.loads(read_dataset(out / "history.nc").attrs["resumed_at_epochs"])
+
+
+def test_history_and_evaluation_contents(tmp_path: Path, data: tuple[Path, Path]) -> None:
+    cfg = _config(epochs=2, patches=96)
+    _run(_train_command(cfg, data, tmp_path))
+    history = read_dataset(tmp_path / "history.nc")
+    assert history["val_psnr"].sizes["epoch"] == 2
+    assert history["lipschitz_certificate"].sizes["block"] == 2
+    bound = float(history["block_bound"].squeeze())
+    assert float(history["lipschitz_certificate"].max()) <= bound + 1e-5
+    assert history["loss"].sizes["step"] == 2 * 12
+    assert float(history["wall_time"].squeeze()) > 0
+    ds, cell = evaluate_model_file(tmp_path / "model.pt", data[0], data[1], cfg)
+    assert cell == CELL
+    for name in (
+        "psnr",
+        "ssim",
+        "mse",
+        "inversion_error",
+        "forward_mse",
+        "forward_ssim",
+        "data_psnr",
+        "data_ssim",
+        "solver_iterations",
+        "solver_residual",
+        "converged",
+    ):
+        assert ds[name].sizes["image"] == 4, name
+        assert np.isfinite(ds[name].values).all(), name
+    assert ds["named_reconstruction"].shape == (3, 32, 32)
+
+
+def test_ssim_and_psnr_match_scikit_image() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 20, 20))
+    y = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1)
+    for i in range(3):
+        assert ssim(x, y)[i] == structural_similarity(x[i], y[i], data_range=1.0)
+    mse = ((x - y) ** 2).mean(axis=(1, 2))
+    np.testing.assert_allclose(psnr(x, y), 10 * np.log10(1 / mse))
+    assert not np.allclose(
+        ssim(x, y), [structural_similarity(a, b, data_range=2.0) for a, b in zip(x, y, strict=True)]
+    )
+
+
+def test_non_finite_loss_names_cell_and_step(tmp_path: Path) -> None:
+    cfg = _config(epochs=1)
+    settings = config.train_settings(cfg, CELL)
+    net = build_iresnet(cfg["archs"]["tiny"], 0.9, image_size=8)
+    x = torch.rand(4, 1, 8, 8)
+    clean = x.clone()
+    clean[1, 0, 0, 0] = float("nan")
+    with pytest.raises(TrainingError, match=r"cell-label: non-finite loss nan at step 0"):
+        fit(
+            net,
+            "approximation",
+            get_operator("blur"),
+            x,
+            clean,
+            0.05,
+            settings,
+            0,
+            tmp_path,
+            lambda n: 0.0,
+            "run",
+            "cell-label",
+            lambda m: None,
+        )
