@@ -28,5 +28,5 @@ def gaussian_residuals(net: IResNet, width: float = 1.0) -> IResNet:
             res.conv_in.bias.zero_()
             res.conv_out.bias.zero_()
             res.threshold.zero_()
-    net.refresh_norms(tol=1e-4, max_iter=50)
+    net.refresh_norms(tol=1e-4, max_iter=20)
     return net
