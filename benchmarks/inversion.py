@@ -1,7 +1,8 @@
 """Inversion cost of iResNets: forward time, inverse time and residual evaluations, plain fixed
 point vs Anderson at rtol 1e-5, for the demo and paper architectures at L in {0.95, 0.99, 0.999}.
 
-Two kinds of untrained network are measured: PyTorch's random initialization, and "gaussian"
+Two kinds of untrained network are measured: PyTorch's random initialization of every layer
+(trained nets start from the identity instead), and "gaussian"
 residuals (L_i times a Gaussian blur, ``nets/examples.py``), whose aligned spectra are the
 worst case for plain iteration and resemble nets fitted to smoothing operators.
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import torch
 
-from iresnet_inverse.nets.examples import gaussian_residuals
+from iresnet_inverse.nets.examples import gaussian_residuals, random_residuals
 from iresnet_inverse.nets.iresnet import build_iresnet
 from iresnet_inverse.nets.solvers import SolverConfig
 
@@ -54,6 +55,8 @@ def run(cases: list[str], repeats: int, device: str) -> None:
                 net = build_iresnet(arch, total, image_size=size)
                 if init == "gaussian":
                     gaussian_residuals(net)
+                else:
+                    random_residuals(net)
                 net = net.to(device).eval()
                 x = net.lift(torch.rand(batch, 1, size, size, device=device))
                 with torch.no_grad():

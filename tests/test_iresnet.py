@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from iresnet_inverse.nets.examples import gaussian_residuals
+from iresnet_inverse.nets.examples import gaussian_residuals, random_residuals
 from iresnet_inverse.nets.iresnet import (
     ARCHITECTURES,
     IResNet,
@@ -26,13 +26,8 @@ TIGHT = SolverConfig(method="anderson", tol=1e-13, max_iter=500)
 
 
 def _inflate(net: IResNet, factor: float = 20.0) -> IResNet:
-    """Scale raw weights up so that every projection is active, then converge the norms."""
-    with torch.no_grad():
-        for p in net.parameters():
-            if p.ndim > 1:
-                if not p.any():  # the zero-initialized output layers
-                    p.normal_(0, 0.1)
-                p.mul_(factor)
+    """Random weights scaled up so that every projection is active, norms converged."""
+    random_residuals(net, gain=factor)
     net.refresh_norms()
     return net
 

@@ -80,7 +80,8 @@ def test_losses_and_normal_data() -> None:
     x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
     z = blur(x)
     approx, _ = objectives.loss("approximation", net, blur, x, z)
-    assert float(approx) == pytest.approx(float(0.5 * ((net(x) - z) ** 2).sum() / 2))
+    expected = float(0.5 * ((net(x) - z) ** 2).sum().detach() / 2)
+    assert float(approx.detach()) == pytest.approx(expected)
     recon, result = objectives.loss("reconstruction", net, blur, x, z)
     assert result is not None and float(recon) >= 0
     torch.testing.assert_close(objectives.normal_data(blur, z), blur.adjoint(z))

@@ -1,4 +1,4 @@
-"""Hand-made networks with known structure, for tests and benchmarks.
+"""Networks with known structure, for tests and benchmarks.
 
 Random networks contract much faster than their Lipschitz bound (the singular vectors of their
 layers are not aligned), so they understate the cost of inversion. A network whose residual
@@ -7,9 +7,24 @@ contract at rate L_i, the worst case for plain fixed-point iteration and the str
 network fitted to a smoothing operator.
 """
 
+import math
+
 import torch
 
 from iresnet_inverse.nets.iresnet import IResNet
+
+
+def random_residuals(net: IResNet, gain: float = 1.0) -> IResNet:
+    """Give every weight PyTorch's default random initialization times ``gain`` (the output
+    layers start at zero otherwise), then converge the layer norms. A large ``gain`` makes
+    every projection active."""
+    with torch.no_grad():
+        for block in net.blocks:
+            for layer in block.residual.layers():
+                torch.nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
+                layer.weight.mul_(gain)
+    net.refresh_norms(tol=1e-4, max_iter=20)
+    return net
 
 
 def gaussian_residuals(net: IResNet, width: float = 1.0) -> IResNet:

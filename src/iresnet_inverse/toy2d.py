@@ -1,0 +1,174 @@
+"""The low-dimensional Bayesian study (arXiv 2510.26704): reference data with exact MAP and
+posterior mean per (prior, eps, delta), and training plus evaluation of one toy cell.
+
+A toy cell is (prior, eps, noise_level, lipschitz, objective, noise_factor, seed); the operator is
+diag(1, eps) in 2D and diag(1, eps, eps) in 3D (eps = 1: denoising). Training data are fresh
+prior samples with noise drawn anew every epoch; test points are fixed per (prior, eps, delta).
+"""
+
+import math
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from iresnet_inverse import bayes, objectives
+from iresnet_inverse.data.priors import get_prior
+from iresnet_inverse.nets.iresnet import IResNet, build_iresnet
+from iresnet_inverse.operators import get_operator
+
+TOY_KEYS = ("prior", "eps", "noise_level", "lipschitz", "objective", "noise_factor", "seed")
+
+
+def toy_operator(prior: str, eps: float) -> torch.nn.Module:
+    dim = get_prior(prior).dim
+    return get_operator(f"linear{dim}d", eps=eps).double()
+
+
+def toy_dir(cell: Mapping[str, Any]) -> str:
+    from iresnet_inverse.config import format_value
+
+    return "/".join(f"{k}~{format_value(cell[k])}" for k in TOY_KEYS)
+
+
+def reference_dataset(
+    prior_name: str, eps: float, delta: float, points: int, seed: int
+) -> xr.Dataset:
+    """Test points x, data y = A x + noise, exact MAP, posterior mean and linear MMSE (Tikhonov)."""
+    prior = get_prior(prior_name)
+    A = toy_operator(prior_name, eps).matrix.numpy()
+    rng = np.random.default_rng([seed, int(round(eps * 1e6)), int(round(delta * 1e6))])
+    x = prior.sample(points, rng)
+    y = x @ A.T + delta * rng.standard_normal(x.shape)
+    dims = ("point", "component")
+
+    def var(values: np.ndarray, name: str) -> tuple:
+        return dims, values, {"long_name": name, "units": "1"}
+
+    return xr.Dataset(
+        {
+            "x": var(x, "ground truth drawn from the prior"),
+            "y": var(y, "data A x + noise"),
+            "map": var(bayes.map_estimate(prior, A, delta, y), "exact MAP estimate"),
+            "posterior_mean": var(bayes.posterior_mean(prior, A, delta, y), "exact posterior mean"),
+            "tikhonov": var(bayes.linear_mmse(prior, A, delta, y), "Tikhonov (linear MMSE)"),
+        },
+        coords={"point": np.arange(points), "component": np.arange(x.shape[1])},
+    )
+
+
+def _grid(prior_name: str, lines: int = 11, resolution: int = 60) -> np.ndarray:
+    """Points on the lines of a regular grid over [-2, 2]^2 (2D priors only), (lines*2, res, 2)."""
+    t = np.linspace(-2, 2, resolution)
+    level = np.linspace(-2, 2, lines)
+    horizontal = np.stack(
+        [np.broadcast_to(t, (lines, resolution)), level[:, None].repeat(resolution, 1)], -1
+    )
+    return np.concatenate([horizontal, horizontal[..., ::-1]])
+
+
+def train_toy_cell(
+    cell: Mapping[str, Any],
+    reference: xr.Dataset,
+    spec: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    training_points: int,
+    out_dir: str | Path,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+) -> xr.Dataset:
+    """Train the toy cell's dense iResNet and evaluate it on the reference points."""
+    from iresnet_inverse.train import fingerprint, fit, solver_config
+
+    out_dir = Path(out_dir)
+    prior = get_prior(cell["prior"])
+    operator = toy_operator(cell["prior"], float(cell["eps"]))
+    seed, delta = int(cell["seed"]), float(cell["noise_level"])
+    x_train = torch.as_tensor(prior.sample(training_points, np.random.default_rng(seed)))
+    clean = operator(x_train)
+    torch.manual_seed(seed)
+    solver = solver_config(settings["solver"])
+    net = build_iresnet(
+        {**spec, "dim": prior.dim}, float(cell["lipschitz"]), solver=solver
+    ).double()
+    x_test = torch.as_tensor(reference["x"].values)
+    y_test = torch.as_tensor(reference["y"].values)
+    objective = cell["objective"]
+
+    def recon(model: IResNet, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model.inverse(objectives.reconstruction_input(objective, operator, y), solver).x
+
+    def validate(model: IResNet) -> float:
+        mse = float(((recon(model, y_test[:200]) - x_test[:200]) ** 2).sum(dim=1).mean())
+        return -10 * math.log10(max(mse, 1e-300))
+
+    run_id = fingerprint(
+        {
+            "cell": dict(cell),
+            "settings": dict(settings),
+            "spec": dict(spec),
+            "points": training_points,
+        }
+    )
+    label = toy_dir(cell)
+    train_settings = {**settings, "noise_factor": float(cell["noise_factor"])}
+    fit(
+        net,
+        objective,
+        operator,
+        x_train,
+        clean,
+        delta,
+        train_settings,
+        seed,
+        out_dir,
+        validate,
+        run_id,
+        label,
+        log,
+    )
+    net.eval()
+    x_hat = recon(net, y_test)
+    with torch.no_grad():
+        forward = net(x_test)
+        target = objectives.reconstruction_input(objective, operator, operator(x_test))
+    ds = xr.Dataset(
+        {
+            "reconstruction": (
+                ("point", "component"),
+                x_hat.numpy(),
+                {"long_name": "phi^-1 of the data", "units": "1"},
+            ),
+            "forward_error": (
+                ("point",),
+                (forward - target).norm(dim=1).numpy(),
+                {"long_name": "||phi(x) - target map of x||", "units": "1"},
+            ),
+        },
+        coords={"point": reference["point"], "component": reference["component"]},
+    )
+    if prior.dim == 2:
+        grid = _grid(cell["prior"])
+        g = torch.as_tensor(grid.reshape(-1, 2))
+        with torch.no_grad():
+            ds["grid"] = (
+                ("line", "t", "component"),
+                grid,
+                {"long_name": "regular grid", "units": "1"},
+            )
+            ds["grid_forward"] = (
+                ("line", "t", "component"),
+                net(g).numpy().reshape(grid.shape),
+                {"long_name": "grid under phi", "units": "1"},
+            )
+            ds["grid_inverse"] = (
+                ("line", "t", "component"),
+                net.inverse(g, solver).x.numpy().reshape(grid.shape),
+                {"long_name": "grid under phi^-1", "units": "1"},
+            )
+    (out_dir / "resume.pt").unlink(missing_ok=True)
+    return ds
