@@ -20,6 +20,19 @@ import numpy as np
 import xarray as xr
 
 CELL_KEYS = ("operator", "noise_level", "lipschitz", "objective", "arch", "seed")
+# Every key a cell may have: image cells use CELL_KEYS, toy cells (toy2d.py) prior, eps,
+# noise_level, lipschitz, objective, noise_factor and seed.
+ALL_KEYS = (
+    "prior",
+    "operator",
+    "eps",
+    "noise_level",
+    "lipschitz",
+    "objective",
+    "noise_factor",
+    "arch",
+    "seed",
+)
 PROVENANCE_PACKAGES = (
     "iresnet-inverse",
     "torch",
@@ -64,10 +77,10 @@ def package_versions() -> dict[str, str]:
 
 def with_cell(ds: xr.Dataset, cell: Mapping[str, object]) -> xr.Dataset:
     """Add each cell key as a length-1 dimension coordinate (in ``CELL_KEYS`` order)."""
-    unknown = set(cell) - set(CELL_KEYS)
+    unknown = set(cell) - set(ALL_KEYS)
     if unknown:
-        raise ValueError(f"unknown cell keys {sorted(unknown)}; valid: {CELL_KEYS}")
-    keys = [k for k in CELL_KEYS if k in cell]
+        raise ValueError(f"unknown cell keys {sorted(unknown)}; valid: {ALL_KEYS}")
+    keys = [k for k in ALL_KEYS if k in cell]
     ds = ds.expand_dims({k: [cell[k]] for k in keys})
     for k in keys:
         ds[k].attrs.setdefault("long_name", k.replace("_", " "))
@@ -134,7 +147,7 @@ def read_dataset(path: str | Path) -> xr.Dataset:
         raise ArtifactError(f"{path}: not a readable NetCDF artifact ({err})") from err
 
 
-def combine_cells(paths: list[str | Path]) -> xr.Dataset:
+def combine_cells(paths: list[str | Path], *more: list[str | Path]) -> xr.Dataset:
     """One dataset from per-cell files: their length-1 cell coordinates become the study cube's
     dimensions (outer join, so a sparse grid leaves NaN where no cell was run)."""
     parts = []
@@ -143,10 +156,20 @@ def combine_cells(paths: list[str | Path]) -> xr.Dataset:
         for key in ("config_json", "history", "created", "snakemake_rule", "title"):
             part.attrs.pop(key, None)
         # Fixed-width strings would be cut to the first file's width when concatenated.
-        text = [k for k in CELL_KEYS if k in part.coords and part[k].dtype.kind == "U"]
+        text = [k for k in ALL_KEYS if k in part.coords and part[k].dtype.kind == "U"]
         parts.append(part.assign_coords({k: part[k].astype(object) for k in text}))
-    return xr.combine_by_coords(
+    combined = xr.combine_by_coords(
         parts, join="outer", compat="no_conflicts", combine_attrs="drop_conflicts"
+    )
+    if not more:
+        return combined
+    # Further groups (e.g. per-reference data beside per-cell results) are combined each on
+    # its own, then merged.
+    return xr.merge(
+        [combined, *(combine_cells(group) for group in more)],
+        join="outer",
+        compat="no_conflicts",
+        combine_attrs="drop_conflicts",
     )
 
 

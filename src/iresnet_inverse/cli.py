@@ -81,8 +81,64 @@ def cmd_evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 def cmd_combine(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.artifacts import combine_cells, write_dataset
 
+    groups = [args.inputs] + ([args.also] if args.also else [])
+    write_dataset(combine_cells(*groups), args.out, title=args.title, config=cfg, rule=args.rule)
+
+
+def _toy_cell(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "prior": args.prior,
+        "eps": args.eps,
+        "noise_level": args.noise_level,
+        "lipschitz": args.lipschitz,
+        "objective": args.objective,
+        "noise_factor": args.noise_factor,
+        "seed": args.seed,
+    }
+
+
+def cmd_toy_reference(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.artifacts import write_dataset
+    from iresnet_inverse.toy2d import reference_dataset
+
+    toy = cfg["toy2d"]
+    ds = reference_dataset(args.prior, args.eps, args.noise_level, toy["points"], toy["seed"])
+    cell = {"prior": args.prior, "eps": args.eps, "noise_level": args.noise_level}
     write_dataset(
-        combine_cells(args.inputs), args.out, title=args.title, config=cfg, rule=args.rule
+        ds,
+        args.out,
+        title="toy test points with exact MAP and posterior mean",
+        config=cfg,
+        rule=args.rule,
+        cell=cell,
+    )
+
+
+def cmd_toy_train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from pathlib import Path
+
+    from iresnet_inverse.artifacts import read_dataset, write_dataset
+    from iresnet_inverse.config import architecture, toy_train_settings
+    from iresnet_inverse.toy2d import toy_dir, train_toy_cell
+
+    cell = _toy_cell(args)
+    reference = read_dataset(args.reference).squeeze(drop=True)
+    spec = architecture(cfg, cfg["toy2d"]["arch"])
+    ds = train_toy_cell(
+        cell,
+        reference,
+        spec,
+        toy_train_settings(cfg),
+        cfg["toy2d"]["training_points"],
+        args.out_dir,
+    )
+    write_dataset(
+        ds,
+        Path(args.out_dir) / "results.nc",
+        title=f"toy cell {toy_dir(cell)}",
+        config=cfg,
+        rule=args.rule,
+        cell=cell,
     )
 
 
@@ -145,7 +201,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+")
     p.add_argument("--out", required=True)
     p.add_argument("--title", default="study dataset")
+    p.add_argument(
+        "--also", nargs="+", help="a second group of files, combined on its own, then merged"
+    )
     p.set_defaults(func=cmd_combine)
+
+    toy = argparse.ArgumentParser(add_help=False)
+    toy.add_argument("--prior", required=True)
+    toy.add_argument("--eps", type=float, required=True)
+    toy.add_argument("--noise-level", type=float, required=True)
+
+    p = sub.add_parser(
+        "toy-reference", parents=[common, toy], help="toy test points, exact MAP and PM"
+    )
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_toy_reference)
+
+    p = sub.add_parser("toy-train", parents=[common, toy], help="train and evaluate one toy cell")
+    p.add_argument("--lipschitz", type=float, required=True)
+    p.add_argument("--objective", required=True)
+    p.add_argument("--noise-factor", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reference", required=True)
+    p.add_argument("--out-dir", required=True, help="writes results.nc here")
+    p.set_defaults(func=cmd_toy_train)
 
     p = sub.add_parser("figure", parents=[common], help="draw one figure from NetCDF inputs")
     p.add_argument("name")

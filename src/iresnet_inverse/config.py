@@ -121,6 +121,27 @@ def parse_cell(values: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+TOY_KEYS = ("prior", "eps", "noise_level", "lipschitz", "objective", "noise_factor", "seed")
+
+
+def toy_cells(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every toy cell of ``toy2d.grid`` (union of block products), in stable order."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for block in config["toy2d"]["grid"]:
+        for combo in itertools.product(*(block[k] for k in TOY_KEYS)):
+            seen.setdefault(
+                tuple(format_value(v) for v in combo), dict(zip(TOY_KEYS, combo, strict=True))
+            )
+    return list(seen.values())
+
+
+def toy_train_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Training settings of the toy study: ``train`` with ``toy2d.train`` merged in."""
+    merged = _copy(dict(config["train"]))
+    merged.update(config["toy2d"]["train"])
+    return validate(merged, "train")
+
+
 def cell_dir(cell: Mapping[str, Any]) -> str:
     """``operator~blur/noise_level~0.01/...`` for a cell."""
     return "/".join(f"{k}~{format_value(cell[k])}" for k in CELL_DIR_KEYS)

@@ -17,11 +17,10 @@ import torch
 import xarray as xr
 
 from iresnet_inverse import bayes, objectives
+from iresnet_inverse.config import TOY_KEYS
 from iresnet_inverse.data.priors import get_prior
 from iresnet_inverse.nets.iresnet import IResNet, build_iresnet
 from iresnet_inverse.operators import get_operator
-
-TOY_KEYS = ("prior", "eps", "noise_level", "lipschitz", "objective", "noise_factor", "seed")
 
 
 def toy_operator(prior: str, eps: float) -> torch.nn.Module:
