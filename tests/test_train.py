@@ -46,7 +46,12 @@ def _config(epochs: int, patches: int = 16) -> dict:
                 "tiny": {"kind": "conv", "blocks": 2, "channels": 2, "hidden": 4, "kernel_size": 3}
             },
             "train": {"epochs": epochs, "batch_size": 8, "solver": {"method": "fixed_point"}},
-            "grid": [{k: [v] for k, v in CELL.items()}],
+            "grid": [
+                {
+                    **{k: [v] for k, v in CELL.items()},
+                    "objective": ["reconstruction", "approximation"],
+                }
+            ],
         }
     )
 
@@ -168,6 +173,26 @@ def test_history_and_evaluation_contents(tmp_path: Path, data: tuple[Path, Path]
         assert ds[name].sizes["image"] == 4, name
         assert np.isfinite(ds[name].values).all(), name
     assert ds["named_reconstruction"].shape == (3, 32, 32)
+
+
+def test_warm_start_from_another_cell(tmp_path: Path, data: tuple[Path, Path]) -> None:
+    cfg = _config(epochs=1, patches=96)
+    approx = _train_command(cfg, data, tmp_path / "approx")
+    approx[approx.index("reconstruction")] = "approximation"
+    _run(approx)
+    warm = _run(
+        [
+            *_train_command(cfg, data, tmp_path / "warm"),
+            "--warm-start",
+            str(tmp_path / "approx" / "model.pt"),
+        ]
+    )
+    assert "warm start from" in warm.stderr
+    _run(_train_command(cfg, data, tmp_path / "cold"))
+    # The warm-started run starts from the approximation-trained weights, not the identity.
+    warm_loss = read_dataset(tmp_path / "warm" / "history.nc")["loss"].values.ravel()
+    cold_loss = read_dataset(tmp_path / "cold" / "history.nc")["loss"].values.ravel()
+    assert warm_loss[0] != cold_loss[0]
 
 
 def test_ssim_and_psnr_match_scikit_image() -> None:
