@@ -75,6 +75,13 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def variable(
+    dims: str | tuple[str, ...], values: object, long_name: str, units: str = "1"
+) -> tuple[object, object, dict[str, str]]:
+    """A data variable with its CF ``long_name`` and ``units``, for ``xr.Dataset``."""
+    return dims, values, {"long_name": long_name, "units": units}
+
+
 def with_cell(ds: xr.Dataset, cell: Mapping[str, object]) -> xr.Dataset:
     """Add each cell key as a length-1 dimension coordinate (in ``CELL_KEYS`` order)."""
     unknown = set(cell) - set(ALL_KEYS)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from iresnet_inverse.artifacts import ArtifactError
-from iresnet_inverse.config import ConfigError
+from iresnet_inverse.config import CELL_DIR_KEYS, TOY_KEYS, ConfigError
 
 EXPECTED_ERRORS = (ConfigError, ArtifactError, ValueError, FileNotFoundError)
 
@@ -48,22 +48,21 @@ def cmd_observe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     )
 
 
-def _cell(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "operator": args.operator,
-        "noise_level": args.noise_level,
-        "lipschitz": args.lipschitz,
-        "objective": args.objective,
-        "arch": args.arch,
-        "seed": args.seed,
-    }
+def _cell(args: argparse.Namespace, keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in keys}
 
 
 def cmd_train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.train import train_image_cell
 
     train_image_cell(
-        _cell(args), cfg, args.images, args.observations, args.out_dir, args.warm_start, args.rule
+        _cell(args, CELL_DIR_KEYS),
+        cfg,
+        args.images,
+        args.observations,
+        args.out_dir,
+        args.warm_start,
+        args.rule,
     )
 
 
@@ -83,18 +82,6 @@ def cmd_combine(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
     groups = [args.inputs] + ([args.also] if args.also else [])
     write_dataset(combine_cells(*groups), args.out, title=args.title, config=cfg, rule=args.rule)
-
-
-def _toy_cell(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "prior": args.prior,
-        "eps": args.eps,
-        "noise_level": args.noise_level,
-        "lipschitz": args.lipschitz,
-        "objective": args.objective,
-        "noise_factor": args.noise_factor,
-        "seed": args.seed,
-    }
 
 
 def cmd_toy_reference(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
@@ -121,7 +108,7 @@ def cmd_toy_train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.config import architecture, toy_train_settings
     from iresnet_inverse.toy2d import toy_dir, train_toy_cell
 
-    cell = _toy_cell(args)
+    cell = _cell(args, TOY_KEYS)
     reference = read_dataset(args.reference).squeeze(drop=True)
     spec = architecture(cfg, cfg["toy2d"]["arch"])
     ds = train_toy_cell(

@@ -10,6 +10,7 @@ import xarray as xr
 
 from iresnet_inverse import objectives
 from iresnet_inverse.analysis.metrics import mse, psnr, ssim
+from iresnet_inverse.artifacts import variable
 from iresnet_inverse.nets.iresnet import InverseResult, IResNet
 from iresnet_inverse.nets.solvers import SolverConfig
 
@@ -39,10 +40,6 @@ def reconstruct(
         [],
     )
     return merged.x, merged
-
-
-def _var(dims: tuple[str, ...], values: np.ndarray, long_name: str, units: str = "1") -> tuple:
-    return dims, values, {"long_name": long_name, "units": units}
 
 
 def evaluate_cell(
@@ -84,40 +81,42 @@ def evaluate_cell(
     inversion_error = np.sqrt(((x_clean_hat - x) ** 2).reshape(len(x), -1).sum(axis=1))
     ds = xr.Dataset(
         {
-            "psnr": _var(("image",), psnr(x, x_hat), "PSNR of the reconstruction", "dB"),
-            "ssim": _var(("image",), ssim(x, x_hat), "SSIM of the reconstruction"),
-            "mse": _var(("image",), mse(x, x_hat), "MSE of the reconstruction"),
-            "inversion_error": _var(
+            "psnr": variable(("image",), psnr(x, x_hat), "PSNR of the reconstruction", "dB"),
+            "ssim": variable(("image",), ssim(x, x_hat), "SSIM of the reconstruction"),
+            "mse": variable(("image",), mse(x, x_hat), "MSE of the reconstruction"),
+            "inversion_error": variable(
                 ("image",), inversion_error, "inversion error ||phi^-1(F(x)) - x|| (eq. 2.6)"
             ),
-            "forward_mse": _var(("image",), mse(clean, forward), "MSE of phi(x) against F(x)"),
-            "forward_ssim": _var(("image",), ssim(clean, forward), "SSIM of phi(x) against F(x)"),
-            "data_psnr": _var(("image",), psnr(x, z), "PSNR of the noisy data", "dB"),
-            "data_ssim": _var(("image",), ssim(x, z), "SSIM of the noisy data"),
-            "solver_iterations": _var(
+            "forward_mse": variable(("image",), mse(clean, forward), "MSE of phi(x) against F(x)"),
+            "forward_ssim": variable(
+                ("image",), ssim(clean, forward), "SSIM of phi(x) against F(x)"
+            ),
+            "data_psnr": variable(("image",), psnr(x, z), "PSNR of the noisy data", "dB"),
+            "data_ssim": variable(("image",), ssim(x, z), "SSIM of the noisy data"),
+            "solver_iterations": variable(
                 ("image",),
                 stats.iterations.float().mean(dim=1).cpu().numpy(),
                 "residual evaluations per block in the inverse (mean over blocks)",
             ),
-            "solver_residual": _var(
+            "solver_residual": variable(
                 ("image",),
                 stats.residual.max(dim=1).values.cpu().numpy(),
                 "largest final relative residual over blocks",
             ),
-            "converged": _var(
+            "converged": variable(
                 ("image",), stats.converged.cpu().numpy().astype(np.int8), "inverse reached rtol"
             ),
-            "named_reconstruction": _var(
+            "named_reconstruction": variable(
                 ("name", "ny", "nx"), numpy(named_hat).astype(np.float32), "reconstruction"
             ),
-            "named_forward": _var(
+            "named_forward": variable(
                 ("name", "ny", "nx"), numpy(named_forward).astype(np.float32), "phi(x)"
             ),
         },
         coords={"image": np.arange(len(x)), "name": images["name"].values},
     )
     if certificate is not None:
-        ds["lipschitz_certificate"] = _var(
+        ds["lipschitz_certificate"] = variable(
             ("block",), np.array(certificate), "per-block Lipschitz certificate"
         )
     return ds

@@ -17,6 +17,7 @@ import torch
 import xarray as xr
 
 from iresnet_inverse import bayes, objectives
+from iresnet_inverse.artifacts import variable
 from iresnet_inverse.config import TOY_KEYS
 from iresnet_inverse.data.priors import get_prior
 from iresnet_inverse.nets.iresnet import IResNet, build_iresnet
@@ -46,7 +47,7 @@ def reference_dataset(
     dims = ("point", "component")
 
     def var(values: np.ndarray, name: str) -> tuple:
-        return dims, values, {"long_name": name, "units": "1"}
+        return variable(dims, values, name)
 
     return xr.Dataset(
         {
@@ -137,15 +138,9 @@ def train_toy_cell(
         target = objectives.reconstruction_input(objective, operator, operator(x_test))
     ds = xr.Dataset(
         {
-            "reconstruction": (
-                ("point", "component"),
-                x_hat.numpy(),
-                {"long_name": "phi^-1 of the data", "units": "1"},
-            ),
-            "forward_error": (
-                ("point",),
-                (forward - target).norm(dim=1).numpy(),
-                {"long_name": "||phi(x) - target map of x||", "units": "1"},
+            "reconstruction": variable(("point", "component"), x_hat.numpy(), "phi^-1 of the data"),
+            "forward_error": variable(
+                "point", (forward - target).norm(dim=1).numpy(), "||phi(x) - target map of x||"
             ),
         },
         coords={"point": reference["point"], "component": reference["component"]},
@@ -153,21 +148,13 @@ def train_toy_cell(
     if prior.dim == 2:
         grid = _grid(cell["prior"])
         g = torch.as_tensor(grid.reshape(-1, 2))
+        dims = ("line", "t", "component")
         with torch.no_grad():
-            ds["grid"] = (
-                ("line", "t", "component"),
-                grid,
-                {"long_name": "regular grid", "units": "1"},
+            ds["grid"] = variable(dims, grid, "regular grid")
+            ds["grid_forward"] = variable(
+                dims, net(g).numpy().reshape(grid.shape), "grid under phi"
             )
-            ds["grid_forward"] = (
-                ("line", "t", "component"),
-                net(g).numpy().reshape(grid.shape),
-                {"long_name": "grid under phi", "units": "1"},
-            )
-            ds["grid_inverse"] = (
-                ("line", "t", "component"),
-                net.inverse(g, solver).x.numpy().reshape(grid.shape),
-                {"long_name": "grid under phi^-1", "units": "1"},
-            )
+            inverse = net.inverse(g, solver).x.numpy().reshape(grid.shape)
+            ds["grid_inverse"] = variable(dims, inverse, "grid under phi^-1")
     (out_dir / "resume.pt").unlink(missing_ok=True)
     return ds

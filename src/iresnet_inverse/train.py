@@ -21,7 +21,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from iresnet_inverse import objectives
-from iresnet_inverse.artifacts import write_dataset
+from iresnet_inverse.artifacts import variable, write_dataset
 from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
 from iresnet_inverse.config import cell_dir
 from iresnet_inverse.nets.iresnet import IResNet, build_iresnet, count_parameters
@@ -193,67 +193,35 @@ def history_dataset(
     bound = float(net.blocks[0].lipschitz)
     return xr.Dataset(
         {
-            "loss": (
-                "step",
-                np.array(history.loss),
-                {"long_name": "training loss (batch mean)", "units": "1"},
-            ),
-            "learning_rate": (
-                "step",
-                np.array(history.learning_rate),
-                {"long_name": "learning rate", "units": "1"},
-            ),
-            "inverse_evaluations": (
+            "loss": variable("step", np.array(history.loss), "training loss (batch mean)"),
+            "learning_rate": variable("step", np.array(history.learning_rate), "learning rate"),
+            "inverse_evaluations": variable(
                 "step",
                 np.array(history.inverse_evaluations),
-                {
-                    "long_name": "residual evaluations per block and sample in the inverse",
-                    "units": "1",
-                },
+                "residual evaluations per block and sample in the inverse",
             ),
-            "inverse_residual": (
+            "inverse_residual": variable(
                 "step",
                 np.array(history.inverse_residual),
-                {"long_name": "largest final relative residual of the inverse", "units": "1"},
+                "largest final relative residual of the inverse",
             ),
-            "val_psnr": (
-                "epoch",
-                np.array(history.val_psnr),
-                {"long_name": "validation PSNR", "units": "dB"},
+            "val_psnr": variable("epoch", np.array(history.val_psnr), "validation PSNR", "dB"),
+            "epoch_seconds": variable(
+                "epoch", np.array(history.epoch_seconds), "wall time per epoch", "s"
             ),
-            "epoch_seconds": (
-                "epoch",
-                np.array(history.epoch_seconds),
-                {"long_name": "wall time per epoch", "units": "s"},
-            ),
-            "lipschitz_estimate": (
+            "lipschitz_estimate": variable(
                 ("epoch", "block"),
                 np.array(history.lipschitz_estimate),
-                {
-                    "long_name": "per-block Lipschitz estimate from the running power iteration",
-                    "units": "1",
-                },
+                "per-block Lipschitz estimate from the running power iteration",
             ),
-            "lipschitz_certificate": (
-                "block",
-                np.array(certificate),
-                {"long_name": "per-block Lipschitz bound from converged layer norms", "units": "1"},
+            "lipschitz_certificate": variable(
+                "block", np.array(certificate), "per-block Lipschitz bound from converged norms"
             ),
-            "block_bound": (
-                (),
-                bound,
-                {"long_name": "per-block Lipschitz bound L_i", "units": "1"},
+            "block_bound": variable((), bound, "per-block Lipschitz bound L_i"),
+            "wall_time": variable(
+                (), float(np.sum(history.epoch_seconds)), "training wall time", "s"
             ),
-            "wall_time": (
-                (),
-                float(np.sum(history.epoch_seconds)),
-                {"long_name": "training wall time", "units": "s"},
-            ),
-            "parameters": (
-                (),
-                count_parameters(net),
-                {"long_name": "trainable parameters", "units": "1"},
-            ),
+            "parameters": variable((), count_parameters(net), "trainable parameters"),
         },
         coords={
             "step": steps,
