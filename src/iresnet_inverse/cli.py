@@ -130,12 +130,20 @@ def cmd_toy_train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def cmd_figure(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.plots import FIGURES
+    from iresnet_inverse.plots import DATASET_FIGURES, FIGURES
 
     figures = cfg.get("figures", {})
-    kwargs = {"dpi": figures.get("dpi", 150), "cmap": figures.get("cmap", "gray")}
+    dpi = figures.get("dpi", 150)
     if args.name == "operators":
-        FIGURES["operators"](args.inputs[0], args.inputs[1:], args.out_stem, **kwargs)
+        FIGURES["operators"](
+            args.inputs[0],
+            args.inputs[1:],
+            args.out_stem,
+            dpi=dpi,
+            cmap=figures.get("cmap", "gray"),
+        )
+    elif args.name in DATASET_FIGURES:
+        DATASET_FIGURES[args.name](args.inputs[0], args.out_stem, dpi=dpi)
     else:
         raise ValueError(f"unknown figure {args.name!r}; known: {', '.join(FIGURES)}")
 

@@ -49,7 +49,7 @@ def reference_dataset(
     def var(values: np.ndarray, name: str) -> tuple:
         return variable(dims, values, name)
 
-    return xr.Dataset(
+    ds = xr.Dataset(
         {
             "x": var(x, "ground truth drawn from the prior"),
             "y": var(y, "data A x + noise"),
@@ -59,6 +59,14 @@ def reference_dataset(
         },
         coords={"point": np.arange(points), "component": np.arange(x.shape[1])},
     )
+    if prior.dim == 2:  # the density on a plotting grid, for the figures' contours
+        axis = np.linspace(-2.5, 2.5, 101)
+        xx, yy = np.meshgrid(axis, axis, indexing="ij")
+        points_2d = torch.as_tensor(np.stack([xx.ravel(), yy.ravel()], axis=1))
+        density = prior.log_density(points_2d).exp().numpy().reshape(xx.shape)
+        ds["prior_density"] = variable(("u", "v"), density, "prior density")
+        ds = ds.assign_coords(u=axis, v=axis)
+    return ds
 
 
 def _grid(prior_name: str, lines: int = 11, resolution: int = 60) -> np.ndarray:

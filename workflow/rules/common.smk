@@ -31,6 +31,9 @@ wildcard_constraints:
     objective=r"[a-z]+",
     arch=r"[A-Za-z0-9_]+",
     seed=r"[0-9]+",
+    prior=r"[a-z0-9]+",
+    eps=r"[0-9.eE+-]+",
+    noise_factor=r"[0-9.eE+-]+",
 
 
 def config_json(*sections):
@@ -52,4 +55,10 @@ def all_targets():
         *observation_files(),
         *expand(f"{RESULTS}/figures/operators.{{ext}}", ext=["png", "pdf"]),
         f"{RESULTS}/datasets/reconstruction.nc",
+        *(
+            [f"{RESULTS}/datasets/toy2d.nc"]
+            + [f"{RESULTS}/figures/{name}.{ext}" for name in TOY_FIGURES for ext in ("png", "pdf")]
+            if config["toy2d"]["grid"]
+            else []
+        ),
     ]

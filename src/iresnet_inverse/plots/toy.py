@@ -1,0 +1,182 @@
+"""Figures of the Bayesian toy study, from ``results/datasets/toy2d.nc``."""
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from iresnet_inverse.artifacts import read_dataset
+from iresnet_inverse.plots.common import plt, save_figure
+
+OBJECTIVE_COLORS = {
+    "approximation": "tab:blue",
+    "reconstruction": "tab:orange",
+    "logdet": "tab:green",
+    "divergence": "tab:red",
+}
+REFERENCES = {
+    "map": ("MAP", "k", "--"),
+    "posterior_mean": ("PM", "0.4", ":"),
+    "tikhonov": ("Tikhonov", "tab:purple", "-."),
+}
+
+
+def _present(da: xr.DataArray) -> bool:
+    return bool(np.isfinite(da.values).any())
+
+
+def _mse(estimate: xr.DataArray, truth: xr.DataArray) -> xr.DataArray:
+    return ((estimate - truth) ** 2).sum("component", min_count=1).mean("point")
+
+
+def _first(ds: xr.Dataset, **selection: object) -> xr.Dataset:
+    """Select by value where given, else the first index of every other cell dimension."""
+    out = ds.sel({k: v for k, v in selection.items() if k in ds.dims})
+    rest = {d: 0 for d in ("lipschitz", "seed") if d in out.dims}
+    return out.isel(rest)
+
+
+def plot_toy_grid(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
+    """A regular grid and its images under phi and phi^-1 over the prior density, per objective
+    (bimodal prior, first eps, middle noise level, dhat = delta)."""
+    ds = read_dataset(path)
+    sub = _first(ds, prior="bimodal", noise_factor=1.0)
+    sub = sub.isel(eps=0, noise_level=len(sub["noise_level"]) // 2)
+    objectives = [
+        o for o in sub["objective"].values if _present(sub["grid_forward"].sel(objective=o))
+    ]
+    fig, axes = plt.subplots(
+        2, len(objectives), figsize=(3.2 * len(objectives), 6.4), squeeze=False
+    )
+    for j, obj in enumerate(objectives):
+        cell = sub.sel(objective=obj)
+        for i, (var, label) in enumerate((("grid_forward", "φ"), ("grid_inverse", "φ⁻¹"))):
+            ax = axes[i, j]
+            ax.contourf(
+                cell["u"], cell["v"], cell["prior_density"].T, levels=12, cmap="Greys", alpha=0.6
+            )
+            for line in cell[var].values:
+                ax.plot(line[:, 0], line[:, 1], lw=0.6, color=OBJECTIVE_COLORS.get(str(obj), "k"))
+            ax.set(xlim=(-2.5, 2.5), ylim=(-2.5, 2.5), aspect="equal")
+            ax.set_title(f"{obj}: grid under {label}", fontsize=9)
+    fig.suptitle(
+        f"bimodal prior, A = diag(1, {float(sub['eps']):g}), δ = {float(sub['noise_level']):g}",
+        fontsize=10,
+    )
+    return save_figure(fig, stem, dpi=dpi)
+
+
+def plot_toy_mse_vs_noise(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
+    """Reconstruction MSE (top) and forward error (bottom) vs delta per objective, with the MAP,
+    posterior-mean and Tikhonov references (bimodal prior, dhat = delta), one column per eps."""
+    ds = read_dataset(path)
+    sub = _first(ds, prior="bimodal", noise_factor=1.0)
+    eps_values = [e for e in sub["eps"].values if _present(sub["reconstruction"].sel(eps=e))]
+    fig, axes = plt.subplots(
+        2, len(eps_values), figsize=(4.2 * len(eps_values), 6.4), squeeze=False
+    )
+    for j, eps in enumerate(eps_values):
+        cell = sub.sel(eps=eps)
+        for obj in cell["objective"].values:
+            mse = _mse(cell["reconstruction"].sel(objective=obj), cell["x"])
+            if _present(mse):
+                color = OBJECTIVE_COLORS.get(str(obj), "k")
+                axes[0, j].plot(cell["noise_level"], mse, "o-", color=color, label=str(obj))
+                fwd = cell["forward_error"].sel(objective=obj).mean("point")
+                axes[1, j].plot(cell["noise_level"], fwd, "o-", color=color, label=str(obj))
+        for var, (label, color, style) in REFERENCES.items():
+            axes[0, j].plot(
+                cell["noise_level"], _mse(cell[var], cell["x"]), style, color=color, label=label
+            )
+        axes[0, j].set(
+            title=f"A = diag(1, {float(eps):g})", ylabel="reconstruction MSE", xscale="log"
+        )
+        axes[1, j].set(xlabel="noise level δ", ylabel="mean ||φ(x) − target||", xscale="log")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Bimodal prior: reconstruction and forward errors against δ", fontsize=10)
+    return save_figure(fig, stem, dpi=dpi)
+
+
+def _distance(estimate: xr.DataArray, reference: xr.DataArray) -> xr.DataArray:
+    return np.sqrt(((estimate - reference) ** 2).sum("component", min_count=1)).mean("point")
+
+
+def plot_toy_noise_ablation(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
+    """Mean distance of phi^-1(data) to the MAP and to the posterior mean against delta, for
+    dhat in {0.5, 1, 2} delta (bimodal prior, first eps), logdet and divergence."""
+    ds = read_dataset(path)
+    sub = _first(ds, prior="bimodal").isel(eps=0)
+    objectives = [o for o in ("logdet", "divergence") if o in sub["objective"].values]
+    fig, axes = plt.subplots(
+        2, len(objectives), figsize=(4.2 * len(objectives), 6.4), squeeze=False
+    )
+    styles = {0.5: ":", 1.0: "-", 2.0: "--"}
+    for j, obj in enumerate(objectives):
+        cell = sub.sel(objective=obj)
+        for factor in cell["noise_factor"].values:
+            rec = cell["reconstruction"].sel(noise_factor=factor)
+            for i, ref in enumerate(("map", "posterior_mean")):
+                dist = _distance(rec, cell[ref])
+                if _present(dist):
+                    axes[i, j].plot(
+                        cell["noise_level"],
+                        dist,
+                        "o" + styles.get(float(factor), "-."),
+                        color=OBJECTIVE_COLORS[obj],
+                        label=f"δ̂ = {float(factor):g} δ",
+                    )
+        axes[0, j].set(title=obj, ylabel="mean distance to MAP", xscale="log")
+        axes[1, j].set(xlabel="noise level δ", ylabel="mean distance to PM", xscale="log")
+        axes[0, j].legend(fontsize=7)
+    fig.suptitle(
+        f"Noise-level ablation, bimodal prior, A = diag(1, {float(sub['eps']):g})", fontsize=10
+    )
+    return save_figure(fig, stem, dpi=dpi)
+
+
+def plot_toy_estimators(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
+    """Per prior (first two components), reconstructions of logdet and divergence beside the
+    MAP and posterior-mean points for the same data (dhat = delta)."""
+    ds = read_dataset(path)
+    priors = [p for p in ds["prior"].values if _present(ds["reconstruction"].sel(prior=p))]
+    fig, axes = plt.subplots(1, len(priors), figsize=(4.2 * len(priors), 4.2), squeeze=False)
+    for j, prior in enumerate(priors):
+        sub = _first(ds, prior=prior, noise_factor=1.0)
+        found = False
+        for e in sub["eps"].values:
+            for d in sub["noise_level"].values:
+                cell = sub.sel(eps=e, noise_level=d)
+                if _present(cell["x"]):
+                    found = True
+                    break
+            if found:
+                break
+        ax, shown = axes[0, j], cell.isel(point=slice(0, 150))
+        ax.scatter(
+            shown["x"].isel(component=0), shown["x"].isel(component=1), s=4, c="0.7", label="x"
+        )
+        for var, (label, color, _) in list(REFERENCES.items())[:2]:
+            ax.scatter(
+                shown[var].isel(component=0),
+                shown[var].isel(component=1),
+                s=6,
+                c=color,
+                marker="x" if var == "map" else "+",
+                label=label,
+            )
+        for obj in ("logdet", "divergence"):
+            if obj in shown["objective"].values and _present(
+                shown["reconstruction"].sel(objective=obj)
+            ):
+                rec = shown["reconstruction"].sel(objective=obj)
+                ax.scatter(
+                    rec.isel(component=0),
+                    rec.isel(component=1),
+                    s=5,
+                    c=OBJECTIVE_COLORS[obj],
+                    label=f"φ⁻¹ ({obj})",
+                )
+        ax.set(title=f"{prior}, eps {float(e):g}, δ {float(d):g}", aspect="equal")
+        ax.legend(fontsize=6)
+    fig.suptitle("Network reconstructions beside the exact MAP and posterior mean", fontsize=10)
+    return save_figure(fig, stem, dpi=dpi)
