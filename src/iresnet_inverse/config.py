@@ -10,6 +10,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 CELL_DIR_KEYS = ("operator", "noise_level", "lipschitz", "objective", "arch", "seed")
+TOY_KEYS = ("prior", "eps", "noise_level", "lipschitz", "objective", "noise_factor", "seed")
 
 
 class ConfigError(ValueError):
@@ -71,13 +72,19 @@ def architecture(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k != "train"}
 
 
-def block_of(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:
-    """The first grid block whose product contains ``cell`` (values compared as in paths)."""
-    key = {k: format_value(cell[k]) for k in CELL_DIR_KEYS}
-    for block in config["grid"]:
-        if all(key[k] in {format_value(v) for v in block[k]} for k in CELL_DIR_KEYS):
+def block_of(
+    config: Mapping[str, Any], cell: Mapping[str, Any], toy: bool = False
+) -> dict[str, Any]:
+    """The first grid block (of ``toy2d.grid`` if ``toy``) whose product contains ``cell``
+    (values compared as in paths)."""
+    keys = TOY_KEYS if toy else CELL_DIR_KEYS
+    grid = config["toy2d"]["grid"] if toy else config["grid"]
+    key = {k: format_value(cell[k]) for k in keys}
+    for block in grid:
+        if all(key[k] in {format_value(v) for v in block[k]} for k in keys):
             return block
-    raise ConfigError(f"config field grid: no block contains the cell {cell_dir(cell)}")
+    name = "/".join(f"{k}~{key[k]}" for k in keys)
+    raise ConfigError(f"config field {'toy2d.grid' if toy else 'grid'}: no block contains {name}")
 
 
 def train_settings(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,9 +128,6 @@ def parse_cell(values: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-TOY_KEYS = ("prior", "eps", "noise_level", "lipschitz", "objective", "noise_factor", "seed")
-
-
 def toy_cells(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every toy cell of ``toy2d.grid`` (union of block products), in stable order."""
     seen: dict[tuple, dict[str, Any]] = {}
@@ -135,10 +139,15 @@ def toy_cells(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def toy_train_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Training settings of the toy study: ``train`` with ``toy2d.train`` merged in."""
+def toy_train_settings(
+    config: Mapping[str, Any], cell: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Training settings of a toy cell: ``train``, then ``toy2d.train``, then the ``train``
+    overrides of the cell's toy grid block."""
     merged = _copy(dict(config["train"]))
     merged.update(config["toy2d"]["train"])
+    if cell is not None:
+        merged.update(block_of(config, cell, toy=True).get("train", {}))
     return validate(merged, "train")
 
 

@@ -5,9 +5,10 @@ TOY_REFERENCE = "prior~{prior}/eps~{eps}/noise_level~{noise_level}"
 TOY_PATTERN = "/".join(f"{k}~{{{k}}}" for k in study_config.TOY_KEYS)
 
 
-def toy_config_json():
-    """What a toy cell reads: resolved training settings and architecture, not the grid."""
-    settings = study_config.toy_train_settings(config)
+def toy_config_json(wc):
+    """What a toy cell reads: its resolved training settings and architecture, not the grid."""
+    cell = {k: wc[k] for k in study_config.TOY_KEYS}
+    settings = study_config.toy_train_settings(config, cell)
     toy = {k: v for k, v in config["toy2d"].items() if k != "grid"}
     arch = toy["arch"]
     return json.dumps(
@@ -49,7 +50,7 @@ rule toy_train:
     output:
         f"{RESULTS}/toy2d/cells/{TOY_PATTERN}/results.nc",
     params:
-        cfg=lambda wc: toy_config_json(),
+        cfg=toy_config_json,
         out_dir=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{RESULTS}/logs/toy2d/cells/{TOY_PATTERN}.log",
