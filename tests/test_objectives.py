@@ -83,7 +83,7 @@ def test_losses_and_normal_data() -> None:
     expected = float(0.5 * ((net(x) - z) ** 2).sum().detach() / 2)
     assert float(approx.detach()) == pytest.approx(expected)
     recon, result = objectives.loss("reconstruction", net, blur, x, z)
-    assert result is not None and float(recon) >= 0
+    assert result is not None and float(recon.detach()) >= 0
     torch.testing.assert_close(objectives.normal_data(blur, z), blur.adjoint(z))
     diffusion = get_operator("diffusion").double()
     vjp = objectives.normal_data(diffusion, z)
