@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from iresnet_inverse.archive import verify_archive
 from iresnet_inverse.artifacts import read_dataset
 from tests.conftest import ROOT, run_snakemake
 
@@ -54,3 +55,13 @@ def test_figure_setting_change_reruns_only_figures(finished_run: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     scheduled = _scheduled_rules(result.stdout + result.stderr) - {"all"}
     assert scheduled and all(r.startswith("figure_") for r in scheduled), scheduled
+
+
+def test_archive_target_verifies(finished_run: Path) -> None:
+    result = run_snakemake(finished_run, "archive")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (archive,) = (finished_run / "results" / "archive").glob("*.tar.gz")
+    manifest = verify_archive(archive)
+    assert "datasets/reconstruction.nc" in manifest["files"]
+    assert "datasets/toy2d.nc" in manifest["files"]
+    assert "figures/operators.png" in manifest["files"]

@@ -9,7 +9,7 @@ from typing import Any
 from iresnet_inverse.artifacts import ArtifactError
 from iresnet_inverse.config import CELL_DIR_KEYS, TOY_KEYS, ConfigError
 
-EXPECTED_ERRORS = (ConfigError, ArtifactError, ValueError, FileNotFoundError)
+EXPECTED_ERRORS = (ConfigError, ArtifactError, ValueError, FileNotFoundError)  # incl. ArchiveError
 
 
 def cmd_data(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
@@ -129,6 +129,29 @@ def cmd_toy_train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     )
 
 
+def cmd_archive(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from pathlib import Path
+
+    from iresnet_inverse.archive import build_archive
+
+    files = {}
+    for path in args.inputs:
+        p = Path(path)
+        parts = p.parts
+        files["/".join(parts[parts.index("results") + 1 :]) if "results" in parts else p.name] = p
+    build_archive(files, cfg, args.out)
+
+
+def cmd_verify_archive(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.archive import verify_archive
+
+    manifest = verify_archive(args.archive)
+    print(
+        f"{args.archive}: {len(manifest['files'])} files match the manifest "
+        f"(commit {manifest['git_commit']})"
+    )
+
+
 def cmd_figure(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.plots import DATASET_FIGURES, FIGURES
 
@@ -220,6 +243,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", required=True)
     p.add_argument("--out-dir", required=True, help="writes results.nc here")
     p.set_defaults(func=cmd_toy_train)
+
+    p = sub.add_parser("archive", parents=[common], help="archive datasets and figures")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_archive)
+
+    p = sub.add_parser("verify-archive", parents=[common], help="check an archive's manifest")
+    p.add_argument("archive")
+    p.set_defaults(func=cmd_verify_archive)
 
     p = sub.add_parser("figure", parents=[common], help="draw one figure from NetCDF inputs")
     p.add_argument("name")
