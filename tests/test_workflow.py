@@ -1,6 +1,7 @@
 """End-to-end: the workflow on config/ci.yaml in a scratch directory."""
 
 import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,19 @@ def test_archive_target_verifies(finished_run: Path) -> None:
     assert "datasets/reconstruction.nc" in manifest["files"]
     assert "datasets/toy2d.nc" in manifest["files"]
     assert "figures/operators.png" in manifest["files"]
+
+
+def test_report_has_every_figure(finished_run: Path) -> None:
+    report = finished_run / "results" / "report.zip"
+    result = run_snakemake(finished_run, "--report", str(report))
+    assert result.returncode == 0, result.stderr[-2000:]
+    with zipfile.ZipFile(report) as z:
+        names = "\n".join(z.namelist())
+    for figure in (
+        "operators",
+        "toy_grid",
+        "toy_mse_vs_noise",
+        "toy_noise_ablation",
+        "toy_estimators",
+    ):
+        assert f"{figure}.png" in names, figure

@@ -6,7 +6,11 @@ rule figure_operators:
         f"{RESULTS}/data/images.nc",
         observation_files(),
     output:
-        f"{RESULTS}/figures/operators.png",
+        report(
+            f"{RESULTS}/figures/operators.png",
+            caption="../report/operators.rst",
+            category="Data",
+        ),
         f"{RESULTS}/figures/operators.pdf",
     params:
         cfg=config_json("figures"),
@@ -26,7 +30,11 @@ rule figure_toy:
     input:
         f"{RESULTS}/datasets/toy2d.nc",
     output:
-        f"{RESULTS}/figures/{{toy_figure}}.png",
+        report(
+            f"{RESULTS}/figures/{{toy_figure}}.png",
+            caption="../report/toy_figures.rst",
+            category="Bayesian toy study",
+        ),
         f"{RESULTS}/figures/{{toy_figure}}.pdf",
     wildcard_constraints:
         toy_figure="|".join(TOY_FIGURES),
