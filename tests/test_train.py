@@ -195,6 +195,17 @@ def test_warm_start_from_another_cell(tmp_path: Path, data: tuple[Path, Path]) -
     assert warm_loss[0] != cold_loss[0]
 
 
+def test_non_convergence_is_counted_and_warned(
+    tmp_path: Path, data: tuple[Path, Path], capsys: pytest.CaptureFixture
+) -> None:
+    cfg = _config(epochs=1, patches=96)
+    _run(_train_command(cfg, data, tmp_path))
+    cfg["evaluate"]["solver"] = {"method": "fixed_point", "tol": 1e-12, "max_iter": 1, "memory": 5}
+    ds, _ = evaluate_model_file(tmp_path / "model.pt", data[0], data[1], cfg)
+    assert ds.attrs["nonconverged_samples"] == int((ds["converged"] == 0).sum()) > 0
+    assert "did not reach rtol" in capsys.readouterr().out
+
+
 def test_ssim_and_psnr_match_scikit_image() -> None:
     rng = np.random.default_rng(0)
     x = rng.random((3, 20, 20))

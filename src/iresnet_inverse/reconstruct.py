@@ -154,6 +154,7 @@ def evaluate_model_file(
             meta.get("certificate"),
         )
     failed = int((ds["converged"] == 0).sum())
+    ds.attrs["nonconverged_samples"] = failed
     if failed or caught:
         print(
             f"warning: {failed} of {ds.sizes['image']} test reconstructions did not reach rtol "
