@@ -1,6 +1,10 @@
 """End-to-end: the workflow on config/ci.yaml in a scratch directory."""
 
+import os
 import re
+import signal
+import subprocess
+import time
 import zipfile
 from pathlib import Path
 
@@ -9,7 +13,7 @@ import yaml
 
 from iresnet_inverse.archive import verify_archive
 from iresnet_inverse.artifacts import read_dataset
-from tests.conftest import ROOT, run_snakemake
+from tests.conftest import ROOT, SNAKEMAKE, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -82,3 +86,39 @@ def test_report_has_every_figure(finished_run: Path) -> None:
         "toy_estimators",
     ):
         assert f"{figure}.png" in names, figure
+
+
+def test_killed_run_resumes_without_redoing_finished_cells(tmp_path: Path) -> None:
+    cmd = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(ROOT / "config" / "ci.yaml"),
+        "--cores",
+        "1",
+    ]
+    process = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 600
+    finished: list[Path] = []
+    while not finished and time.time() < deadline and process.poll() is None:
+        # A cell whose evaluation has started has a training job Snakemake recorded as done.
+        evaluated = (tmp_path / "results" / "evaluate").rglob("metrics.nc")
+        finished = [
+            Path(str(m.parent).replace("/evaluate/", "/train/")) / "model.pt" for m in evaluated
+        ]
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert finished, "no training cell finished before the kill"
+    assert not (tmp_path / "results" / "datasets" / "reconstruction.nc").exists(), "killed too late"
+    stamps = {p: p.stat().st_mtime_ns for p in finished}
+    assert run_snakemake(tmp_path, "--unlock").returncode == 0  # a SIGKILL leaves the lock
+    result = run_snakemake(tmp_path, "--rerun-incomplete")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())
+    assert (tmp_path / "results" / "datasets" / "reconstruction.nc").exists()
