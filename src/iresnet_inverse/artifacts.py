@@ -178,8 +178,3 @@ def combine_cells(paths: list[str | Path], *more: list[str | Path]) -> xr.Datase
         compat="no_conflicts",
         combine_attrs="drop_conflicts",
     )
-
-
-def config_of(ds: xr.Dataset) -> dict[str, object]:
-    """The config a dataset was written with (from its provenance)."""
-    return json.loads(ds.attrs.get("config_json", "{}"))

@@ -18,7 +18,6 @@ OPERATORS: dict[str, Callable[..., torch.nn.Module]] = {
     "linear2d": linear2d,
     "linear3d": linear3d,
 }
-IMAGE_OPERATORS = ("blur", "diffusion")
 
 
 def get_operator(name: str, **params: object) -> torch.nn.Module:
@@ -38,7 +37,6 @@ def is_linear(operator: torch.nn.Module) -> bool:
 
 __all__ = [
     "GaussianBlur",
-    "IMAGE_OPERATORS",
     "MatrixOperator",
     "OPERATORS",
     "PeronaMalik",
