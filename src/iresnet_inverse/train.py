@@ -144,7 +144,7 @@ def fit(
             step = epoch * steps_per_epoch + i
             if not torch.isfinite(value):
                 raise TrainingError(
-                    f"{label}: non-finite loss {float(value)} at step {step} (epoch {epoch})"
+                    f"{label}: non-finite loss {float(value.detach())} at step {step} (epoch {epoch})"
                 )
             value.backward()
             optimizer.step()
