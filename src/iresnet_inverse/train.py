@@ -143,8 +143,9 @@ def fit(
             )
             step = epoch * steps_per_epoch + i
             if not torch.isfinite(value):
+                loss_value = float(value.detach())
                 raise TrainingError(
-                    f"{label}: non-finite loss {float(value.detach())} at step {step} (epoch {epoch})"
+                    f"{label}: non-finite loss {loss_value} at step {step} (epoch {epoch})"
                 )
             value.backward()
             optimizer.step()
