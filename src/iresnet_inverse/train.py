@@ -21,7 +21,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from iresnet_inverse import objectives
-from iresnet_inverse.artifacts import variable, write_dataset
+from iresnet_inverse.artifacts import ArtifactError, variable, write_dataset
 from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
 from iresnet_inverse.config import cell_dir
 from iresnet_inverse.nets.iresnet import IResNet, build_iresnet, count_parameters
@@ -258,8 +258,6 @@ def load_model(
         net = build_iresnet(spec, meta["lipschitz"], meta.get("image_size"))
         net.load_state_dict(payload["model"])
     except (KeyError, RuntimeError, ValueError) as err:
-        from iresnet_inverse.artifacts import ArtifactError
-
         raise ArtifactError(f"{path}: not an iresnet-inverse model ({err})") from err
     net.solver = solver_config(meta["solver"])
     return net.to(device).eval(), meta
