@@ -8,11 +8,15 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
+from iresnet_inverse import config as study_config
 from iresnet_inverse.archive import verify_archive
 from iresnet_inverse.artifacts import read_dataset
+from iresnet_inverse.plots import ANALYSIS_FIGURES, RECONSTRUCTION_FIGURES
 from tests.conftest import ROOT, SNAKEMAKE, run_snakemake
 
 pytestmark = pytest.mark.workflow
@@ -40,9 +44,49 @@ def test_workflow_writes_artifacts_and_figures(finished_run: Path) -> None:
         )
         assert obs["data"].dims[:2] == ("operator", "noise_level")
         assert obs.attrs["snakemake_rule"] == "observe"
-    for ext in ("png", "pdf"):
-        assert (results / "figures" / f"operators.{ext}").stat().st_size > 1000
+    names = ("operators", *RECONSTRUCTION_FIGURES, *ANALYSIS_FIGURES)
+    for name in (*names, "examples_blur", "examples_diffusion"):
+        for ext in ("png", "pdf"):
+            assert (results / "figures" / f"{name}.{ext}").stat().st_size > 1000, name
     assert (results / "logs" / "data.log").exists()
+
+
+def test_baselines_share_the_study_dataset_and_table(finished_run: Path) -> None:
+    results = finished_run / "results"
+    study = read_dataset(results / "datasets" / "reconstruction.nc")
+    assert {"tv", "unet_demo", "convresnet_demo", "diffnet", "iresnet_ci"} <= set(
+        study["arch"].values
+    )
+    tv = study.sel(operator="blur", lipschitz=float("inf"), objective="variational", arch="tv")
+    assert float(tv["psnr"].mean()) > float(tv["data_psnr"].mean())  # TV beats the data
+    table = pd.read_csv(results / "datasets" / "methods.csv")
+    ci = study_config.load(ROOT / "config" / "ci.yaml")
+    assert len(table) == len(study_config.cells(ci)) == 10  # every cell of config/ci.yaml
+    row = table[(table.arch == "convresnet_demo")].iloc[0]
+    assert row.parameters == 20137 and row.epochs == 2 and row.batch_size == 8
+    assert row.training_seconds > 0 and row.test_psnr > 0
+    assert (table[table.arch == "tv"].parameters == 0).all()
+    alpha = read_dataset(
+        results
+        / "train"
+        / "operator~blur/noise_level~0.05/lipschitz~inf/objective~variational"
+        / "arch~tv/seed~0/history.nc"
+    )["alpha"]
+    assert 1e-3 <= alpha.item() <= 0.1
+
+
+def test_probes_of_every_reconstruction_trained_iresnet(finished_run: Path) -> None:
+    datasets = finished_run / "results" / "datasets"
+    directional = read_dataset(datasets / "directional.nc")
+    saliency = read_dataset(datasets / "saliency.nc")
+    probed = study_config.analysis_cells(study_config.load(ROOT / "config" / "ci.yaml"))
+    assert {c["operator"] for c in probed} == {"blur", "diffusion"} and len(probed) == 2
+    for probe in (directional["phi_norm"], saliency["saliency_seconds"]):
+        per_cell = np.isfinite(probe).any([d for d in probe.dims if d in ("name", "region", "map")])
+        assert int(per_cell.sum()) == 2
+    phi = directional["phi_norm"].sel(lipschitz=0.9)
+    assert float(phi.min()) >= 1 - 0.9 - 1e-5  # the Lipschitz guarantee, on trained nets
+    assert saliency["kernel"].sizes["ky"] == 9 and saliency["pixel"].size == 120
 
 
 def test_second_run_has_nothing_to_do(finished_run: Path) -> None:
@@ -78,14 +122,10 @@ def test_report_has_every_figure(finished_run: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     with zipfile.ZipFile(report) as z:
         names = "\n".join(z.namelist())
-    for figure in (
-        "operators",
-        "toy_grid",
-        "toy_mse_vs_noise",
-        "toy_noise_ablation",
-        "toy_estimators",
-    ):
-        assert f"{figure}.png" in names, figure
+    figures = ["operators", "toy_grid", "toy_mse_vs_noise", "toy_noise_ablation"]
+    figures += ["toy_estimators", *RECONSTRUCTION_FIGURES, *ANALYSIS_FIGURES, "examples_blur"]
+    for item in [f"{name}.png" for name in figures] + ["methods.csv"]:
+        assert item in names, item
 
 
 def test_killed_run_resumes_without_redoing_finished_cells(tmp_path: Path) -> None:

@@ -77,6 +77,16 @@ def cmd_evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     )
 
 
+def cmd_probe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.analysis.probes import probe_model_file
+    from iresnet_inverse.artifacts import write_dataset
+    from iresnet_inverse.config import cell_dir
+
+    ds, cell = probe_model_file(args.probe, args.model, args.images, cfg)
+    title = f"{args.probe} probe of {cell_dir(cell)}"
+    write_dataset(ds, args.out, title=title, config=cfg, rule=args.rule, cell=cell)
+
+
 def cmd_combine(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.artifacts import combine_cells, write_dataset
 
@@ -153,7 +163,7 @@ def cmd_verify_archive(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def cmd_figure(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.plots import DATASET_FIGURES, FIGURES
+    from iresnet_inverse.plots import ANALYSIS_FIGURES, DATASET_FIGURES, FIGURES
 
     figures = cfg.get("figures", {})
     dpi = figures.get("dpi", 150)
@@ -167,8 +177,47 @@ def cmd_figure(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
         )
     elif args.name in DATASET_FIGURES:
         DATASET_FIGURES[args.name](args.inputs[0], args.out_stem, dpi=dpi)
+    elif args.name in ANALYSIS_FIGURES:
+        ANALYSIS_FIGURES[args.name](*args.inputs[:2], args.out_stem, dpi=dpi)
+    elif args.name.startswith("examples_"):
+        from iresnet_inverse.plots.methods import plot_examples
+
+        operator = args.name.removeprefix("examples_")
+        plot_examples(args.inputs[0], args.out_stem, operator, dpi=dpi)
     else:
         raise ValueError(f"unknown figure {args.name!r}; known: {', '.join(FIGURES)}")
+
+
+def cmd_methods_table(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from pathlib import Path
+
+    from iresnet_inverse.tables import methods_table
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    methods_table(args.histories, args.reconstruction).to_csv(args.out, index=False)
+
+
+def cmd_describe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.config import architecture, cells
+    from iresnet_inverse.nets.iresnet import count_parameters
+    from iresnet_inverse.train import build_network
+
+    size = cfg["data"]["patch_size"]
+    archs = list(dict.fromkeys(cell["arch"] for cell in cells(cfg)))
+    print(f"{'arch':<18} {'kind':<11} {'parameters':>12}   (patch size {size})")
+    for arch in archs:
+        spec = architecture(cfg, arch)
+        cell = next(c for c in cells(cfg) if c["arch"] == arch)
+        meta = {
+            "cell": cell,
+            "lipschitz": min(float(cell["lipschitz"]), 0.5),
+            "image_size": size,
+            "solver": {},
+            "operator_params": cfg["operators"][cell["operator"]],
+        }
+        net = build_network(spec, meta)
+        print(f"{arch:<18} {spec['kind']:<11} {count_parameters(net):>12,}")
+    print(f"{len(cells(cfg))} training cells")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -215,6 +264,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser(
+        "probe", parents=[common], help="what a trained cell learned, on the named images"
+    )
+    p.add_argument("probe", choices=["directional", "saliency"])
+    p.add_argument("--model", required=True)
+    p.add_argument("--images", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_probe)
+
     p = sub.add_parser("combine", parents=[common], help="combine per-cell NetCDF files into one")
     p.add_argument("inputs", nargs="+")
     p.add_argument("--out", required=True)
@@ -252,6 +310,17 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify-archive", parents=[common], help="check an archive's manifest")
     p.add_argument("archive")
     p.set_defaults(func=cmd_verify_archive)
+
+    p = sub.add_parser("methods-table", parents=[common], help="Table 1 as CSV")
+    p.add_argument("histories", nargs="+", help="history.nc of every cell")
+    p.add_argument("--reconstruction", help="reconstruction.nc, for test PSNR/SSIM columns")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_methods_table)
+
+    p = sub.add_parser(
+        "describe", parents=[common], help="print the config's architectures and sizes"
+    )
+    p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser("figure", parents=[common], help="draw one figure from NetCDF inputs")
     p.add_argument("name")

@@ -11,6 +11,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 CELL_DIR_KEYS = ("operator", "noise_level", "lipschitz", "objective", "arch", "seed")
 TOY_KEYS = ("prior", "eps", "noise_level", "lipschitz", "objective", "noise_factor", "seed")
+INVERTIBLE_KINDS = ("conv", "dense")
+BASELINE_OBJECTIVES = {
+    "unet": "supervised",
+    "convresnet": "supervised",
+    "diffnet": "supervised",
+    "tv": "variational",
+}
+UNCONSTRAINED = float("inf")
 
 
 class ConfigError(ValueError):
@@ -63,11 +71,12 @@ def load(path: str | Path) -> dict[str, Any]:
 
 def architecture(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The spec of architecture ``name``: from ``config.archs``, else built in."""
+    from iresnet_inverse.nets.baselines import BASELINES
     from iresnet_inverse.nets.iresnet import ARCHITECTURES
 
-    spec = config.get("archs", {}).get(name) or ARCHITECTURES.get(name)
+    spec = config.get("archs", {}).get(name) or ARCHITECTURES.get(name) or BASELINES.get(name)
     if spec is None:
-        known = sorted({*config.get("archs", {}), *ARCHITECTURES})
+        known = sorted({*config.get("archs", {}), *ARCHITECTURES, *BASELINES})
         raise ConfigError(f"config field grid: unknown arch {name!r}; known: {', '.join(known)}")
     return {k: v for k, v in spec.items() if k != "train"}
 
@@ -79,11 +88,12 @@ def block_of(
     (values compared as in paths)."""
     keys = TOY_KEYS if toy else CELL_DIR_KEYS
     grid = config["toy2d"]["grid"] if toy else config["grid"]
-    key = {k: format_value(cell[k]) for k in keys}
-    for block in grid:
-        if all(key[k] in {format_value(v) for v in block[k]} for k in keys):
+    key = tuple(format_value(cell[k]) for k in keys)
+    for index, block in enumerate(grid):
+        expanded = _toy_block_cells(block) if toy else _block_cells(config, block, index)
+        if any(tuple(format_value(c[k]) for k in keys) == key for c in expanded):
             return block
-    name = "/".join(f"{k}~{key[k]}" for k in keys)
+    name = "/".join(f"{k}~{v}" for k, v in zip(keys, key, strict=True))
     raise ConfigError(f"config field {'toy2d.grid' if toy else 'grid'}: no block contains {name}")
 
 
@@ -105,15 +115,58 @@ def format_value(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def is_invertible(spec: Mapping[str, Any]) -> bool:
+    """True for iResNet architectures (inverted to reconstruct), False for baselines."""
+    return spec["kind"] in INVERTIBLE_KINDS
+
+
+def _block_cells(
+    config: Mapping[str, Any], block: Mapping[str, Any], index: int
+) -> list[dict[str, Any]]:
+    """The cells of one grid block. Baselines take no L and no objective: theirs are fixed
+    (``lipschitz`` inf = unconstrained; ``objective`` supervised, or variational for TV)."""
+    out = []
+    for arch in block["arch"]:
+        kind = architecture(config, arch)["kind"]
+        if kind in BASELINE_OBJECTIVES:
+            lipschitz, objective = [UNCONSTRAINED], [BASELINE_OBJECTIVES[kind]]
+        else:
+            for key in ("lipschitz", "objective"):
+                if key not in block:
+                    raise ConfigError(f"config field grid[{index}].{key}: required by arch {arch}")
+            lipschitz, objective = block["lipschitz"], block["objective"]
+        values = [block["operator"], block["noise_level"], lipschitz, objective, [arch]]
+        for combo in itertools.product(*values, block["seed"]):
+            out.append(dict(zip(CELL_DIR_KEYS, combo, strict=True)))
+    return out
+
+
+def single_cell_block(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:
+    """A grid block holding ``cell`` alone (baseline blocks leave out L and objective)."""
+    fixed = architecture(config, cell["arch"])["kind"] in BASELINE_OBJECTIVES
+    skip = ("lipschitz", "objective") if fixed else ()
+    return {k: [cell[k]] for k in CELL_DIR_KEYS if k not in skip}
+
+
 def cells(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every training cell of the grid (the union of the blocks' products), in stable order."""
     seen: dict[tuple, dict[str, Any]] = {}
-    for block in config["grid"]:
-        values = [block[k] for k in CELL_DIR_KEYS]
-        for combo in itertools.product(*values):
-            cell = dict(zip(CELL_DIR_KEYS, combo, strict=True))
-            seen.setdefault(tuple(format_value(v) for v in combo), cell)
+    for index, block in enumerate(config["grid"]):
+        for cell in _block_cells(config, block, index):
+            seen.setdefault(tuple(format_value(cell[k]) for k in CELL_DIR_KEYS), cell)
     return list(seen.values())
+
+
+def analysis_cells(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The cells whose learned forward operator is probed: iResNets trained to reconstruct
+    (the paper's Sec. 4.3); none when ``analysis.enabled`` is false."""
+    if not config.get("analysis", {}).get("enabled", True):
+        return []
+    return [
+        c
+        for c in cells(config)
+        if c["objective"] == "reconstruction" and is_invertible(architecture(config, c["arch"]))
+    ]
 
 
 def parse_cell(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,11 +185,16 @@ def toy_cells(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every toy cell of ``toy2d.grid`` (union of block products), in stable order."""
     seen: dict[tuple, dict[str, Any]] = {}
     for block in config["toy2d"]["grid"]:
-        for combo in itertools.product(*(block[k] for k in TOY_KEYS)):
-            seen.setdefault(
-                tuple(format_value(v) for v in combo), dict(zip(TOY_KEYS, combo, strict=True))
-            )
+        for cell in _toy_block_cells(block):
+            seen.setdefault(tuple(format_value(cell[k]) for k in TOY_KEYS), cell)
     return list(seen.values())
+
+
+def _toy_block_cells(block: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        dict(zip(TOY_KEYS, combo, strict=True))
+        for combo in itertools.product(*(block[k] for k in TOY_KEYS))
+    ]
 
 
 def toy_train_settings(

@@ -6,6 +6,7 @@ All losses are per-sample sums over pixels, averaged over the batch:
 - reconstruction: 1/2 ||phi^-1(z) - x||^2   (implicit gradients through the inverse)
 - logdet:         1/2 ||phi(x) - z||^2 - dhat^2 log|det D phi(x)|
 - divergence:     1/2 ||phi(x) - F*z||^2 - dhat^2 div phi(x)
+- supervised:     1/2 ||net(z) - x||^2       (the learned baselines, which map z to x directly)
 
 with z = F(x) + delta * noise and dhat = factor * delta. The log-det loss makes phi^-1(z) a
 posterior-mean-type estimator, the divergence loss makes phi^-1(F*z) the MAP point
@@ -134,7 +135,7 @@ def logdet(
 
 def loss(
     objective: str,
-    net: IResNet,
+    net: torch.nn.Module,
     operator: torch.nn.Module,
     x: torch.Tensor,
     z: torch.Tensor,
@@ -145,6 +146,8 @@ def loss(
 ) -> tuple[torch.Tensor, InverseResult | None]:
     """The batch-mean loss of ``objective``, and the inverse result when one was computed."""
     estimators = estimators or Estimators()
+    if objective == "supervised":  # baselines: a direct reconstruction map z -> x
+        return 0.5 * _sum_per_sample((net(z) - x) ** 2).mean(), None
     if objective == "reconstruction":
         result = net.inverse(z, solver)
         return 0.5 * _sum_per_sample((result.x - x) ** 2).mean(), result
@@ -157,4 +160,5 @@ def loss(
         y, div = divergence(net, x, estimators, generator)
         target = normal_data(operator, z)
         return (0.5 * _sum_per_sample((y - target) ** 2) - noise_hat**2 * div).mean(), None
-    raise ValueError(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}")
+    valid = ", ".join((*OBJECTIVES, "supervised"))
+    raise ValueError(f"unknown objective {objective!r}; valid: {valid}")

@@ -16,15 +16,19 @@ from iresnet_inverse.nets.solvers import SolverConfig
 
 
 def reconstruct(
-    net: IResNet,
+    net: torch.nn.Module,
     objective: str,
     operator: torch.nn.Module,
     z: torch.Tensor,
     solver: SolverConfig,
     batch_size: int = 64,
-) -> tuple[torch.Tensor, InverseResult]:
+) -> tuple[torch.Tensor, InverseResult | None]:
     """phi^-1 of the objective's reconstruction input (z, or F*z for divergence), in batches,
-    without gradients. Returns the reconstructions and the concatenated solver statistics."""
+    without gradients. Returns the reconstructions and the concatenated solver statistics.
+    A baseline (any net that is not an iResNet) maps z to x directly; its statistics are None."""
+    if not isinstance(net, IResNet):
+        with torch.no_grad():
+            return torch.cat([net(chunk) for chunk in torch.split(z, batch_size)]), None
     outs, results = [], []
     for chunk in torch.split(z, batch_size):
         with torch.no_grad():
@@ -43,7 +47,7 @@ def reconstruct(
 
 
 def evaluate_cell(
-    net: IResNet,
+    net: torch.nn.Module,
     cell: Mapping[str, Any],
     operator: torch.nn.Module,
     images: xr.Dataset,
@@ -53,10 +57,11 @@ def evaluate_cell(
     certificate: list[float] | None = None,
 ) -> xr.Dataset:
     """Per test image: reconstruction quality, inversion error, forward approximation, solver
-    statistics and the data's own quality; plus reconstructions of the named images."""
+    statistics and the data's own quality; plus reconstructions of the named images. For
+    baselines, which learn no forward operator, the iResNet-only variables are NaN."""
     from iresnet_inverse.data.observations import paired_split
 
-    device = next(net.parameters()).device
+    device = next(iter(net.state_dict().values())).device
     objective = cell["objective"]
     x, clean, z = paired_split(images, observations, "test")
     x_t = torch.as_tensor(x)[:, None].to(device)
@@ -68,17 +73,28 @@ def evaluate_cell(
         return t[:, 0].double().cpu().numpy()
 
     x_hat, stats = reconstruct(net, objective, operator, tensor(z), solver, batch_size)
-    x_clean_hat, _ = reconstruct(net, objective, operator, tensor(clean), solver, batch_size)
-    with torch.no_grad():
-        forward = torch.cat([net(chunk) for chunk in torch.split(x_t, batch_size)])
-    x_hat, x_clean_hat, forward = numpy(x_hat), numpy(x_clean_hat), numpy(forward)
+    x_hat = numpy(x_hat)
     obs = observations.isel({d: 0 for d in ("operator", "noise_level") if d in observations.dims})
     named_hat, _ = reconstruct(
         net, objective, operator, tensor(obs["named_data"].values), solver, batch_size
     )
-    with torch.no_grad():
-        named_forward = net(tensor(images["named"].values.astype(np.float32)))
-    inversion_error = np.sqrt(((x_clean_hat - x) ** 2).reshape(len(x), -1).sum(axis=1))
+    named = images["named"].values.astype(np.float32)
+    if isinstance(net, IResNet):
+        x_clean_hat, _ = reconstruct(net, objective, operator, tensor(clean), solver, batch_size)
+        with torch.no_grad():
+            forward = numpy(torch.cat([net(chunk) for chunk in torch.split(x_t, batch_size)]))
+            named_forward = numpy(net(tensor(named)))
+        diff = (numpy(x_clean_hat) - x).reshape(len(x), -1)
+        inversion_error = np.sqrt((diff**2).sum(axis=1))
+        forward_mse, forward_ssim = mse(clean, forward), ssim(clean, forward)
+        iterations = stats.iterations.float().mean(dim=1).cpu().numpy()
+        residual = stats.residual.max(dim=1).values.cpu().numpy()
+        converged = stats.converged.cpu().numpy().astype(np.int8)
+    else:
+        nan = np.full(len(x), np.nan)
+        inversion_error, forward_mse, forward_ssim, iterations, residual = (nan,) * 5
+        named_forward = np.full(named.shape, np.nan, dtype=np.float32)
+        converged = np.ones(len(x), dtype=np.int8)
     ds = xr.Dataset(
         {
             "psnr": variable(("image",), psnr(x, x_hat), "PSNR of the reconstruction", "dB"),
@@ -87,35 +103,38 @@ def evaluate_cell(
             "inversion_error": variable(
                 ("image",), inversion_error, "inversion error ||phi^-1(F(x)) - x|| (eq. 2.6)"
             ),
-            "forward_mse": variable(("image",), mse(clean, forward), "MSE of phi(x) against F(x)"),
-            "forward_ssim": variable(
-                ("image",), ssim(clean, forward), "SSIM of phi(x) against F(x)"
-            ),
+            "forward_mse": variable(("image",), forward_mse, "MSE of phi(x) against F(x)"),
+            "forward_ssim": variable(("image",), forward_ssim, "SSIM of phi(x) against F(x)"),
             "data_psnr": variable(("image",), psnr(x, z), "PSNR of the noisy data", "dB"),
             "data_ssim": variable(("image",), ssim(x, z), "SSIM of the noisy data"),
             "solver_iterations": variable(
                 ("image",),
-                stats.iterations.float().mean(dim=1).cpu().numpy(),
+                iterations,
                 "residual evaluations per block in the inverse (mean over blocks)",
             ),
             "solver_residual": variable(
-                ("image",),
-                stats.residual.max(dim=1).values.cpu().numpy(),
-                "largest final relative residual over blocks",
+                ("image",), residual, "largest final relative residual over blocks"
             ),
-            "converged": variable(
-                ("image",), stats.converged.cpu().numpy().astype(np.int8), "inverse reached rtol"
-            ),
+            "converged": variable(("image",), converged, "inverse reached rtol"),
             "named_reconstruction": variable(
                 ("name", "ny", "nx"), numpy(named_hat).astype(np.float32), "reconstruction"
             ),
             "named_forward": variable(
-                ("name", "ny", "nx"), numpy(named_forward).astype(np.float32), "phi(x)"
+                ("name", "ny", "nx"), np.asarray(named_forward, dtype=np.float32), "phi(x)"
+            ),
+            "named_truth": variable(("name", "ny", "nx"), named, "ground truth x"),
+            "named_data": variable(
+                ("name", "ny", "nx"), obs["named_data"].values.astype(np.float32), "noisy data z"
+            ),
+            "named_clean_data": variable(
+                ("name", "ny", "nx"),
+                obs["named_clean_data"].values.astype(np.float32),
+                "noise-free data F(x)",
             ),
         },
         coords={"image": np.arange(len(x)), "name": images["name"].values},
     )
-    if certificate is not None:
+    if certificate:
         ds["lipschitz_certificate"] = variable(
             ("block",), np.array(certificate), "per-block Lipschitz certificate"
         )

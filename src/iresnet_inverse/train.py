@@ -23,7 +23,8 @@ from tqdm import tqdm
 from iresnet_inverse import objectives
 from iresnet_inverse.artifacts import ArtifactError, variable, write_dataset
 from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
-from iresnet_inverse.config import cell_dir
+from iresnet_inverse.config import cell_dir, is_invertible
+from iresnet_inverse.nets.baselines import TotalVariation, build_baseline
 from iresnet_inverse.nets.iresnet import IResNet, build_iresnet, count_parameters
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.runtime import generator
@@ -79,7 +80,7 @@ def fingerprint(payload: Mapping[str, Any]) -> str:
 
 
 def fit(
-    net: IResNet,
+    net: torch.nn.Module,
     objective: str,
     operator: torch.nn.Module,
     x_train: torch.Tensor,
@@ -88,12 +89,13 @@ def fit(
     settings: Mapping[str, Any],
     seed: int,
     out_dir: Path,
-    validate: Callable[[IResNet], float],
+    validate: Callable[[torch.nn.Module], float],
     run_id: str,
     label: str,
     log: Callable[[str], None],
 ) -> History:
-    """Train ``net`` on (x, F(x) + noise) pairs; checkpoint every epoch to ``out_dir``."""
+    """Train ``net`` on (x, F(x) + noise) pairs; checkpoint every epoch to ``out_dir``.
+    ``net`` is an iResNet, or a baseline with the ``supervised`` objective."""
     device = x_train.device
     batch = int(settings["batch_size"])
     epochs = int(settings["epochs"])
@@ -149,7 +151,7 @@ def fit(
                 )
             value.backward()
             optimizer.step()
-            if settings.get("rescale_weights", False):
+            if settings.get("rescale_weights", False) and isinstance(net, IResNet):
                 net.rescale_raw_weights()
             history.loss.append(float(value.detach()))
             history.learning_rate.append(scheduler.get_last_lr()[0])
@@ -164,7 +166,8 @@ def fit(
         net.eval()
         history.val_psnr.append(validate(net))
         net.train()
-        history.lipschitz_estimate.append(block_estimates(net))
+        if isinstance(net, IResNet):
+            history.lipschitz_estimate.append(block_estimates(net))
         history.epoch_seconds.append(time.perf_counter() - started)
         elapsed += history.epoch_seconds[-1]
         progress.set_postfix(loss=f"{history.loss[-1]:.4g}", val_psnr=f"{history.val_psnr[-1]:.2f}")
@@ -187,12 +190,14 @@ def fit(
 
 
 def history_dataset(
-    history: History, certificate: list[float], net: IResNet, steps_per_epoch: int
+    history: History,
+    certificate: list[float],
+    net: torch.nn.Module,
+    steps_per_epoch: int,
+    batch_size: int,
 ) -> xr.Dataset:
     steps = np.arange(len(history.loss))
-    blocks = np.arange(len(net.blocks))
-    bound = float(net.blocks[0].lipschitz)
-    return xr.Dataset(
+    ds = xr.Dataset(
         {
             "loss": variable("step", np.array(history.loss), "training loss (batch mean)"),
             "learning_rate": variable("step", np.array(history.learning_rate), "learning rate"),
@@ -210,28 +215,32 @@ def history_dataset(
             "epoch_seconds": variable(
                 "epoch", np.array(history.epoch_seconds), "wall time per epoch", "s"
             ),
-            "lipschitz_estimate": variable(
-                ("epoch", "block"),
-                np.array(history.lipschitz_estimate),
-                "per-block Lipschitz estimate from the running power iteration",
-            ),
-            "lipschitz_certificate": variable(
-                "block", np.array(certificate), "per-block Lipschitz bound from converged norms"
-            ),
-            "block_bound": variable((), bound, "per-block Lipschitz bound L_i"),
             "wall_time": variable(
                 (), float(np.sum(history.epoch_seconds)), "training wall time", "s"
             ),
             "parameters": variable((), count_parameters(net), "trainable parameters"),
+            "epochs": variable((), len(history.val_psnr), "training epochs"),
+            "batch_size": variable((), batch_size, "batch size"),
         },
         coords={
             "step": steps,
             "epoch": np.arange(1, len(history.val_psnr) + 1),
-            "block": blocks,
             "epoch_of_step": ("step", steps // steps_per_epoch),
         },
         attrs={"resumed_at_epochs": json.dumps(history.resumed_at_epochs)},
     )
+    if isinstance(net, IResNet):
+        ds["lipschitz_estimate"] = variable(
+            ("epoch", "block"),
+            np.array(history.lipschitz_estimate),
+            "per-block Lipschitz estimate from the running power iteration",
+        )
+        ds["lipschitz_certificate"] = variable(
+            "block", np.array(certificate), "per-block Lipschitz bound from converged norms"
+        )
+        ds["block_bound"] = variable((), float(net.blocks[0].lipschitz), "per-block bound L_i")
+        ds = ds.assign_coords(block=np.arange(len(net.blocks)))
+    return ds
 
 
 def certify(net: IResNet) -> list[float]:
@@ -248,23 +257,37 @@ def model_payload(net: IResNet, spec: Mapping[str, Any], meta: Mapping[str, Any]
     }
 
 
+def build_network(spec: Mapping[str, Any], meta: Mapping[str, Any]) -> torch.nn.Module:
+    """The untrained network of a cell: an iResNet, a learned baseline, or TV (whose one
+    "weight" is alpha). ``meta`` holds the cell, image size, solver and operator settings."""
+    if is_invertible(spec):
+        return build_iresnet(
+            spec, meta["lipschitz"], meta.get("image_size"), solver_config(meta["solver"])
+        )
+    if spec["kind"] == "tv":
+        from iresnet_inverse.operators import get_operator
+
+        operator = get_operator(meta["cell"]["operator"], **meta["operator_params"])
+        return TotalVariation(operator, 0.0, spec["tol"], spec["max_iter"])
+    return build_baseline(spec)
+
+
 def load_model(
     path: str | Path, device: torch.device | str = "cpu"
-) -> tuple[IResNet, dict[str, Any]]:
-    """A trained iResNet and its metadata (cell, image size, solver) from ``model.pt``."""
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A trained network and its metadata (cell, image size, solver) from ``model.pt``."""
     payload = load_checkpoint(path, device)
     try:
         spec, meta = json.loads(payload["spec"]), json.loads(payload["meta"])
-        net = build_iresnet(spec, meta["lipschitz"], meta.get("image_size"))
+        net = build_network(spec, meta)
         net.load_state_dict(payload["model"])
     except (KeyError, RuntimeError, ValueError) as err:
         raise ArtifactError(f"{path}: not an iresnet-inverse model ({err})") from err
-    net.solver = solver_config(meta["solver"])
     return net.to(device).eval(), meta
 
 
 def finish(
-    net: IResNet,
+    net: torch.nn.Module,
     history: History,
     spec: Mapping[str, Any],
     meta: Mapping[str, Any],
@@ -272,15 +295,16 @@ def finish(
     cell: Mapping[str, Any],
     config: Mapping[str, Any],
     steps_per_epoch: int,
+    batch_size: int,
     rule: str,
 ) -> None:
-    """Certify, then write model.pt and history.nc; drop the resume checkpoint."""
-    certificate = certify(net)
+    """Certify (iResNets), then write model.pt and history.nc; drop the resume checkpoint."""
+    certificate = certify(net) if isinstance(net, IResNet) else []
     save_checkpoint(
         model_payload(net, spec, {**meta, "certificate": certificate}), out_dir / MODEL_FILE
     )
     write_dataset(
-        history_dataset(history, certificate, net, steps_per_epoch),
+        history_dataset(history, certificate, net, steps_per_epoch, batch_size),
         out_dir / HISTORY_FILE,
         title=f"training history of {cell_dir(cell)}",
         config=config,
@@ -288,6 +312,51 @@ def finish(
         cell=cell,
     )
     (out_dir / RESUME_FILE).unlink(missing_ok=True)
+
+
+def tune_total_variation(
+    tv: TotalVariation,
+    x_val: np.ndarray,
+    z_val: torch.Tensor,
+    spec: Mapping[str, Any],
+    seed: int,
+    label: str,
+    log: Callable[[str], None],
+) -> xr.Dataset:
+    """TV's training: a seeded random search of alpha on the validation split (as the paper
+    tuned its baselines). Sets ``tv.alpha``; returns the search as a history dataset."""
+    from iresnet_inverse.tv import search_alpha
+
+    started = time.perf_counter()
+    search = search_alpha(
+        tv.operator,
+        z_val,
+        torch.as_tensor(x_val)[:, None],
+        samples=spec["samples"],
+        low=spec["alpha_min"],
+        high=spec["alpha_max"],
+        seed=seed,
+        tol=spec["tol"],
+        max_iter=spec["max_iter"],
+        progress=True,
+    )
+    seconds = time.perf_counter() - started
+    best = search.alpha
+    tv.alpha.fill_(best)
+    alphas, scores = (np.array(column) for column in zip(*search.table, strict=True))
+    log(f"{label}: alpha {best:.4g} (validation PSNR {search.psnr:.2f} dB, {seconds:.1f} s)")
+    return xr.Dataset(
+        {
+            "alpha_tried": variable("trial", alphas, "TV weight alpha tried"),
+            "val_psnr_tried": variable("trial", scores, "validation PSNR", "dB"),
+            "alpha": variable((), best, "chosen TV weight alpha"),
+            "wall_time": variable((), seconds, "search wall time", "s"),
+            "parameters": variable((), 0, "trainable parameters"),
+            "epochs": variable((), 0, "training epochs"),
+            "batch_size": variable((), len(x_val), "images per TV solve"),
+        },
+        coords={"trial": np.arange(len(alphas))},
+    )
 
 
 def train_image_cell(
@@ -300,12 +369,14 @@ def train_image_cell(
     rule: str = "train",
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
 ) -> None:
-    """Train the cell's iResNet on image patches; write model.pt and history.nc to ``out_dir``."""
+    """Train the cell's network on image patches (for TV: search alpha on the validation
+    split); write model.pt and history.nc to ``out_dir``."""
     from iresnet_inverse.analysis.metrics import psnr
     from iresnet_inverse.artifacts import read_dataset
     from iresnet_inverse.config import architecture, train_settings
     from iresnet_inverse.data.observations import paired_split
     from iresnet_inverse.operators import get_operator
+    from iresnet_inverse.reconstruct import reconstruct
     from iresnet_inverse.runtime import resolve_device
 
     out_dir = Path(out_dir)
@@ -314,16 +385,32 @@ def train_image_cell(
     settings = train_settings(config, cell)
     spec = architecture(config, cell["arch"])
     images, observations = read_dataset(images_path), read_dataset(observations_path)
-    operator = get_operator(cell["operator"], **config["operators"][cell["operator"]]).to(device)
+    operator_params = config["operators"][cell["operator"]]
+    operator = get_operator(cell["operator"], **operator_params).to(device)
     x_train = torch.as_tensor(paired_split(images, None, "train")[0])[:, None].to(device)
-    with torch.no_grad():
-        clean_train = operator(x_train)
     x_val, _, z_val = paired_split(images, observations, "val")
     z_val_t = torch.as_tensor(z_val)[:, None].to(device)
-    image_size = int(x_train.shape[-1])
-    solver = solver_config(settings["solver"])
+    meta = {
+        "cell": dict(cell),
+        "lipschitz": float(cell["lipschitz"]),
+        "image_size": int(x_train.shape[-1]),
+        "solver": settings["solver"],
+        "operator_params": dict(operator_params),
+    }
     torch.manual_seed(int(cell["seed"]))
-    net = build_iresnet(spec, float(cell["lipschitz"]), image_size, solver).to(device)
+    net = build_network(spec, meta).to(device)
+    if spec["kind"] == "tv":
+        search = tune_total_variation(net, x_val, z_val_t, spec, int(cell["seed"]), label, log)
+        save_checkpoint(model_payload(net, spec, meta), out_dir / MODEL_FILE)
+        write_dataset(
+            search,
+            out_dir / HISTORY_FILE,
+            title=f"TV weight search of {label}",
+            config=config,
+            rule=rule,
+            cell=cell,
+        )
+        return
     log(
         f"{label}: {count_parameters(net):,} parameters, {len(x_train)} training patches, "
         f"device {device}, {torch.get_num_threads()} threads"
@@ -332,10 +419,11 @@ def train_image_cell(
         warm, _ = load_model(warm_start, device)
         net.load_state_dict(warm.state_dict())
         log(f"{label}: warm start from {warm_start}")
+    with torch.no_grad():
+        clean_train = operator(x_train)
+    solver = solver_config(settings["solver"])
 
-    from iresnet_inverse.reconstruct import reconstruct
-
-    def validate(model: IResNet) -> float:
+    def validate(model: torch.nn.Module) -> float:
         x_hat, _ = reconstruct(model, cell["objective"], operator, z_val_t, solver)
         return float(np.mean(psnr(x_val, x_hat[:, 0].cpu().numpy())))
 
@@ -363,12 +451,17 @@ def train_image_cell(
         label,
         log,
     )
-    meta = {
-        "cell": dict(cell),
-        "lipschitz": float(cell["lipschitz"]),
-        "image_size": image_size,
-        "solver": settings["solver"],
-    }
     steps_per_epoch = math.ceil(len(x_train) / settings["batch_size"])
-    finish(net, history, spec, meta, out_dir, cell, config, steps_per_epoch, rule)
+    finish(
+        net,
+        history,
+        spec,
+        meta,
+        out_dir,
+        cell,
+        config,
+        steps_per_epoch,
+        settings["batch_size"],
+        rule,
+    )
     log(f"{label}: done, final validation PSNR {history.val_psnr[-1]:.2f} dB")

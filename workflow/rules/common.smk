@@ -27,7 +27,7 @@ for _cell in CELLS:
 wildcard_constraints:
     operator=r"[A-Za-z0-9_]+",
     noise_level=r"[0-9.eE+-]+",
-    lipschitz=r"[0-9.eE+-]+",
+    lipschitz=r"[0-9.eE+-]+|inf",
     objective=r"[a-z]+",
     arch=r"[A-Za-z0-9_]+",
     seed=r"[0-9]+",
@@ -55,6 +55,22 @@ def all_targets():
         *observation_files(),
         *expand(f"{RESULTS}/figures/operators.{{ext}}", ext=["png", "pdf"]),
         f"{RESULTS}/datasets/reconstruction.nc",
+        f"{RESULTS}/datasets/methods.csv",
+        *[
+            f"{RESULTS}/figures/{name}.{ext}"
+            for name in reconstruction_figures()
+            for ext in ("png", "pdf")
+        ],
+        *(
+            [f"{RESULTS}/datasets/{probe}.nc" for probe in PROBES]
+            + [
+                f"{RESULTS}/figures/{name}.{ext}"
+                for name in ANALYSIS_FIGURES
+                for ext in ("png", "pdf")
+            ]
+            if ANALYSIS_CELLS
+            else []
+        ),
         *(
             [f"{RESULTS}/datasets/toy2d.nc"]
             + [f"{RESULTS}/figures/{name}.{ext}" for name in TOY_FIGURES for ext in ("png", "pdf")]

@@ -34,3 +34,22 @@ rule combine_reconstruction:
     shell:
         "iresnet-inverse combine {input} --out {output} --title 'reconstruction study' "
         "--rule combine_reconstruction 2>&1 | tee {log}"
+
+
+rule methods_table:
+    input:
+        histories=[f"{RESULTS}/train/{study_config.cell_dir(c)}/history.nc" for c in CELLS],
+        reconstruction=f"{RESULTS}/datasets/reconstruction.nc",
+    output:
+        report(
+            f"{RESULTS}/datasets/methods.csv",
+            caption="../report/methods.rst",
+            category="Reconstruction study",
+        ),
+    log:
+        f"{RESULTS}/logs/methods_table.log",
+    localrule: True
+    shell:
+        "iresnet-inverse methods-table {input.histories} "
+        "--reconstruction {input.reconstruction} --out {output} "
+        "--rule methods_table 2>&1 | tee {log}"

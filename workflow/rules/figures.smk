@@ -47,3 +47,83 @@ rule figure_toy:
     shell:
         "iresnet-inverse figure {wildcards.toy_figure} {input} --out-stem {params.stem} "
         "--config-json {params.cfg:q} --rule figure_toy 2>&1 | tee {log}"
+
+
+RECONSTRUCTION_FIGURES = [
+    "psnr_vs_lipschitz",
+    "methods_vs_noise",
+    "inversion_error",
+    "forward_approximation",
+    "learned_operator",
+]
+
+
+def reconstruction_figures():
+    """Figure names for the reconstruction study: the iResNet figures need reconstruction-
+    trained iResNet cells; the examples figure is drawn per operator."""
+    invertible = any(
+        c["objective"] == "reconstruction" and c["lipschitz"] != study_config.UNCONSTRAINED
+        for c in CELLS
+    )
+    names = RECONSTRUCTION_FIGURES if invertible else ["methods_vs_noise"]
+    return names + [f"examples_{op}" for op in OPERATOR_NAMES]
+
+
+rule figure_reconstruction:
+    input:
+        f"{RESULTS}/datasets/reconstruction.nc",
+    output:
+        report(
+            f"{RESULTS}/figures/{{reconstruction_figure}}.png",
+            caption="../report/reconstruction_figures.rst",
+            category="Reconstruction study",
+        ),
+        f"{RESULTS}/figures/{{reconstruction_figure}}.pdf",
+    wildcard_constraints:
+        reconstruction_figure="|".join(RECONSTRUCTION_FIGURES + ["examples_[A-Za-z0-9]+"]),
+    params:
+        cfg=config_json("figures"),
+        stem=lambda wc: f"{RESULTS}/figures/{wc.reconstruction_figure}",
+    log:
+        f"{RESULTS}/logs/figures/{{reconstruction_figure}}.log",
+    localrule: True
+    shell:
+        "iresnet-inverse figure {wildcards.reconstruction_figure} {input} "
+        "--out-stem {params.stem} --config-json {params.cfg:q} "
+        "--rule figure_reconstruction 2>&1 | tee {log}"
+
+
+ANALYSIS_FIGURES = [
+    "directional_directions",
+    "directional_norms",
+    "saliency_clusters",
+    "saliency_means",
+    "cluster_selection",
+    "manual_clusters",
+    "clusters_vs_lipschitz",
+]
+
+
+rule figure_analysis:
+    input:
+        f"{RESULTS}/datasets/directional.nc",
+        f"{RESULTS}/datasets/saliency.nc",
+    output:
+        report(
+            f"{RESULTS}/figures/{{analysis_figure}}.png",
+            caption="../report/analysis_figures.rst",
+            category="What the networks learned",
+        ),
+        f"{RESULTS}/figures/{{analysis_figure}}.pdf",
+    wildcard_constraints:
+        analysis_figure="|".join(ANALYSIS_FIGURES),
+    params:
+        cfg=config_json("figures"),
+        stem=lambda wc: f"{RESULTS}/figures/{wc.analysis_figure}",
+    log:
+        f"{RESULTS}/logs/figures/{{analysis_figure}}.log",
+    localrule: True
+    shell:
+        "iresnet-inverse figure {wildcards.analysis_figure} {input} "
+        "--out-stem {params.stem} --config-json {params.cfg:q} "
+        "--rule figure_analysis 2>&1 | tee {log}"

@@ -16,7 +16,7 @@ def cell_config_json(wc, *sections):
     payload = {s: config[s] for s in sections}
     payload["train"] = train_settings(wc)
     payload["archs"] = {wc.arch: study_config.architecture(config, wc.arch)}
-    payload["grid"] = [{k: [cell[k]] for k in study_config.CELL_DIR_KEYS}]
+    payload["grid"] = [study_config.single_cell_block(config, cell)]
     return json.dumps(payload, sort_keys=True)
 
 

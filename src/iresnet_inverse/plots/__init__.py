@@ -1,5 +1,13 @@
 """One function per figure. Figures read NetCDF only and write ``<stem>.png`` and ``<stem>.pdf``."""
 
+from iresnet_inverse.plots.analysis import ANALYSIS_FIGURES
+from iresnet_inverse.plots.methods import (
+    plot_forward_approximation,
+    plot_inversion_error,
+    plot_learned_operator,
+    plot_methods_vs_noise,
+    plot_psnr_vs_lipschitz,
+)
 from iresnet_inverse.plots.operators import plot_operators
 from iresnet_inverse.plots.toy import (
     plot_toy_estimators,
@@ -14,7 +22,25 @@ DATASET_FIGURES = {
     "toy_mse_vs_noise": plot_toy_mse_vs_noise,
     "toy_noise_ablation": plot_toy_noise_ablation,
     "toy_estimators": plot_toy_estimators,
+    "psnr_vs_lipschitz": plot_psnr_vs_lipschitz,
+    "methods_vs_noise": plot_methods_vs_noise,
+    "inversion_error": plot_inversion_error,
+    "forward_approximation": plot_forward_approximation,
+    "learned_operator": plot_learned_operator,
 }
-FIGURES = {"operators": plot_operators, **DATASET_FIGURES}
+RECONSTRUCTION_FIGURES = [
+    "psnr_vs_lipschitz",
+    "methods_vs_noise",
+    "inversion_error",
+    "forward_approximation",
+    "learned_operator",
+]
+FIGURES = {"operators": plot_operators, **DATASET_FIGURES, **ANALYSIS_FIGURES}
 
-__all__ = ["DATASET_FIGURES", "FIGURES", "plot_operators"]
+__all__ = [
+    "ANALYSIS_FIGURES",
+    "DATASET_FIGURES",
+    "FIGURES",
+    "RECONSTRUCTION_FIGURES",
+    "plot_operators",
+]

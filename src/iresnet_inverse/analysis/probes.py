@@ -1,0 +1,236 @@
+"""The probes of one trained cell on the named test images, as NetCDF-ready datasets.
+
+phi is the network's forward map (the learned forward operator), F the true operator. Both
+are probed at the same images, pixels and seeds, so the figures compare like with like:
+directional derivatives (``directional_dataset``) and saliency kernels with their clusters
+(``saliency_dataset``).
+"""
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from tqdm import tqdm
+
+from iresnet_inverse.analysis.clustering import select_k, spectral_clusters
+from iresnet_inverse.analysis.directional import (
+    load_mask,
+    max_regularization_direction,
+    subject_mask,
+)
+from iresnet_inverse.analysis.edges import (
+    canny_edges,
+    cluster_edge_stats,
+    manual_cluster_means,
+)
+from iresnet_inverse.analysis.saliency import saliency_kernels, sample_pixels
+from iresnet_inverse.artifacts import variable
+
+ImageMap = Callable[[torch.Tensor], torch.Tensor]
+MAPS = ("operator", "network")
+REGIONS = ("image", "subject")
+
+
+def _image(named: np.ndarray, i: int, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(named[i], dtype=torch.float32, device=device)[None, None]
+
+
+def subject_masks(named: np.ndarray, names: list[str], settings: Mapping[str, Any]) -> np.ndarray:
+    """One boolean mask per named image: the user's file where given, else the rule."""
+    masks = settings.get("masks", {})
+    return np.stack(
+        [
+            load_mask(masks[name], img.shape)
+            if name in masks
+            else subject_mask(img, settings.get("subject", "otsu"))
+            for name, img in zip(names, named, strict=True)
+        ]
+    )
+
+
+def directional_dataset(
+    phi: ImageMap,
+    operator: ImageMap,
+    named: np.ndarray,
+    names: list[str],
+    settings: Mapping[str, Any],
+    device: torch.device | str = "cpu",
+) -> xr.Dataset:
+    """Directions h maximizing ||D phi h||^2 - ||D F h||^2 at every named image, over the whole
+    image and restricted to its subject, with both norms and the ascent traces."""
+    device = torch.device(device)
+    masks = subject_masks(named, names, settings)
+    steps = settings["steps"]
+    shape = (len(names), len(REGIONS))
+    direction = np.zeros((*shape, *named.shape[1:]), dtype=np.float32)
+    phi_norm, operator_norm, gain = (np.zeros(shape) for _ in range(3))
+    trace = np.full((*shape, steps + 1), np.nan)
+    jobs = [(i, r) for i in range(len(names)) for r in range(len(REGIONS))]
+    for i, r in tqdm(jobs, desc="directional derivatives", mininterval=5):
+        result = max_regularization_direction(
+            phi,
+            operator,
+            _image(named, i, device),
+            mask=masks[i] if REGIONS[r] == "subject" else None,
+            restarts=settings["restarts"],
+            steps=steps,
+            step_size=settings["step_size"],
+            seed=settings["seed"],
+        )
+        direction[i, r] = result.direction[0, 0].cpu().numpy()
+        phi_norm[i, r], operator_norm[i, r] = result.phi_norm, result.operator_norm
+        gain[i, r] = result.objective
+        trace[i, r, : len(result.trace)] = result.trace
+    dims = ("name", "region")
+    return xr.Dataset(
+        {
+            "direction": variable((*dims, "ny", "nx"), direction, "unit direction h"),
+            "phi_norm": variable(dims, phi_norm, "||D phi(x0) h||"),
+            "operator_norm": variable(dims, operator_norm, "||D F(x0) h||"),
+            "regularization": variable(dims, gain, "||D phi h||^2 - ||D F h||^2"),
+            "trace": variable((*dims, "step"), trace, "objective along the best ascent"),
+            "subject_mask": variable(
+                ("name", "ny", "nx"), masks.astype(np.int8), "subject of the image"
+            ),
+            "image": variable(("name", "ny", "nx"), named.astype(np.float32), "x0"),
+        },
+        coords={"name": names, "region": list(REGIONS), "step": np.arange(steps + 1)},
+    )
+
+
+def saliency_dataset(
+    phi: ImageMap,
+    operator: ImageMap,
+    named: np.ndarray,
+    names: list[str],
+    settings: Mapping[str, Any],
+    device: torch.device | str = "cpu",
+) -> xr.Dataset:
+    """Saliency kernels of F and phi at one fixed pixel set P on every named image, their
+    spectral clusters with edge statistics, the elbow/gap/gap* curves (first image) and the
+    manual edge/smooth cluster means over all named images."""
+    device = torch.device(device)
+    crop, k, seed = settings["crop"], settings["clusters"], settings["seed"]
+    size = named.shape[1:]
+    interior = (size[0] - crop + 1) * (size[1] - crop + 1)
+    pixels = sample_pixels(size, min(settings["pixels"], interior), seed, crop)
+    maps = {"operator": operator, "network": phi}
+    n_img, n_px = len(names), len(pixels)
+    kernel = np.zeros((len(MAPS), n_img, n_px, crop, crop), dtype=np.float32)
+    label = np.zeros((len(MAPS), n_img, n_px), dtype=np.int8)
+    cluster_kernel = np.zeros((len(MAPS), n_img, k, crop, crop))
+    count, weak_share, strong_share = (np.zeros((len(MAPS), n_img, k)) for _ in range(3))
+    edge_cluster = np.zeros((len(MAPS), n_img), dtype=np.int8)
+    seconds = np.zeros(len(MAPS))
+    weak = np.zeros(named.shape, dtype=np.int8)
+    strong = np.zeros(named.shape, dtype=np.int8)
+    k_max = min(settings["k_max"], n_px)
+    curves = {c: np.zeros((len(MAPS), k_max)) for c in ("dispersion", "gap", "gap_se")}
+    curves |= {c: np.zeros((len(MAPS), k_max)) for c in ("gap_star", "gap_star_se")}
+    chosen = {c: np.zeros(len(MAPS), dtype=np.int64) for c in ("k_elbow", "k_gap", "k_gap_star")}
+    manual = np.zeros((len(MAPS), 2, crop, crop))
+    edge_maps = [canny_edges(image) for image in named]
+    for i, edge_map in enumerate(edge_maps):
+        weak[i], strong[i] = edge_map.weak, edge_map.strong
+    jobs = [(m, i) for m in range(len(MAPS)) for i in range(n_img)]
+    for m, i in tqdm(jobs, desc="saliency maps", mininterval=5):
+        start = time.perf_counter()
+        result = saliency_kernels(maps[MAPS[m]], _image(named, i, device), pixels, crop=crop)
+        seconds[m] += time.perf_counter() - start
+        kernel[m, i] = result.kernels
+        label[m, i] = spectral_clusters(result.kernels, k, seed)
+        stats = cluster_edge_stats(result.kernels, label[m, i], pixels, edge_maps[i])
+        found = len(stats.counts)  # spectral clustering may leave a cluster empty
+        cluster_kernel[m, i, :found] = stats.mean_kernels
+        count[m, i, :found], edge_cluster[m, i] = stats.counts, stats.edge_cluster
+        weak_share[m, i, :found] = stats.weak_share
+        strong_share[m, i, :found] = stats.strong_share
+    for m, name in enumerate(MAPS):
+        selection = select_k(kernel[m, 0], k_max, settings["references"], seed)
+        for c in curves:
+            curves[c][m] = getattr(selection, c)
+        for c in chosen:
+            chosen[c][m] = getattr(selection, c)
+        means = manual_cluster_means(
+            maps[name],
+            [_image(named, i, device) for i in range(n_img)],
+            settings["per_cluster"],
+            crop,
+        )
+        manual[m] = means.edge, means.smooth
+    img = ("name", "ny", "nx")
+    per_cluster = ("map", "name", "cluster")
+    descriptions = {
+        "dispersion": "k-means dispersion W_k (first named image)",
+        "gap": "gap statistic",
+        "gap_se": "standard error of the gap statistic",
+        "gap_star": "gap* statistic",
+        "gap_star_se": "standard error of gap*",
+    }
+    return xr.Dataset(
+        {
+            "kernel": variable(
+                ("map", "name", "pixel", "ky", "kx"), kernel, "normalized saliency kernel"
+            ),
+            "label": variable(("map", "name", "pixel"), label, "spectral cluster"),
+            "cluster_kernel": variable(
+                (*per_cluster, "ky", "kx"), cluster_kernel, "mean kernel of the cluster"
+            ),
+            "cluster_count": variable(per_cluster, count, "pixels in the cluster"),
+            "weak_share": variable(per_cluster, weak_share, "share of the cluster on weak edges"),
+            "strong_share": variable(
+                per_cluster, strong_share, "share of the cluster on strong edges"
+            ),
+            "edge_cluster": variable(
+                ("map", "name"), edge_cluster, "cluster with the most edge pixels"
+            ),
+            **{c: variable(("map", "k"), v, descriptions[c]) for c, v in curves.items()},
+            **{c: variable(("map",), v, f"k chosen by {c[2:]}") for c, v in chosen.items()},
+            "manual_kernel": variable(
+                ("map", "manual", "ky", "kx"), manual, "mean kernel of the manual cluster"
+            ),
+            "weak_edge": variable(img, weak, "weak Canny edge"),
+            "strong_edge": variable(img, strong, "strong Canny edge"),
+            "image": variable(img, named.astype(np.float32), "x0"),
+            "saliency_seconds": variable(
+                ("map",), seconds, "time for the saliency kernels of all named images", "s"
+            ),
+        },
+        coords={
+            "map": list(MAPS),
+            "name": names,
+            "pixel": np.arange(n_px),
+            "pixel_row": ("pixel", pixels[:, 0]),
+            "pixel_col": ("pixel", pixels[:, 1]),
+            "cluster": np.arange(k),
+            "k": np.arange(1, k_max + 1),
+            "manual": ["edge", "smooth"],
+        },
+    )
+
+
+PROBES = {"directional": directional_dataset, "saliency": saliency_dataset}
+
+
+def probe_model_file(
+    probe: str, model_path: str, images_path: str, config: Mapping[str, Any]
+) -> tuple[xr.Dataset, dict[str, Any]]:
+    """Load a trained cell and run one probe ("directional" or "saliency") on the named
+    test images against the cell's true operator."""
+    from iresnet_inverse.artifacts import read_dataset
+    from iresnet_inverse.operators import get_operator
+    from iresnet_inverse.runtime import resolve_device
+    from iresnet_inverse.train import load_model
+
+    device = resolve_device(config.get("device", "auto"))
+    net, meta = load_model(model_path, device)
+    cell = meta["cell"]
+    operator = get_operator(cell["operator"], **config["operators"][cell["operator"]]).to(device)
+    images = read_dataset(images_path)
+    named = images["named"].values.astype(np.float32)
+    names = [str(n) for n in images["name"].values]
+    ds = PROBES[probe](net, operator.eval(), named, names, config["analysis"], device)
+    return ds, cell

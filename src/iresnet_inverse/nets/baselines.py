@@ -1,0 +1,197 @@
+"""Learned reconstruction baselines: U-Net, ConvResNet and DiffNet (paper 002, Sec. 4.2).
+
+Each maps data z directly to a reconstruction x (trained supervised on (z, x) pairs), in
+contrast to an iResNet, which learns the forward operator and is inverted. All start close to
+the identity map (zero-initialized last layer), so training begins at the data's quality.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+# Table 1 of Arndt & Nickel (2024) for unet and convresnet; the *_demo variants are ours, sized
+# for the CPU demo. ``tv`` is not a network: its only "training" is the search for alpha.
+BASELINES: dict[str, dict[str, Any]] = {
+    "unet": {"kind": "unet", "scales": 5, "width": 16, "kernel_size": 5},
+    "unet_demo": {"kind": "unet", "scales": 3, "width": 8, "kernel_size": 3},
+    "convresnet": {
+        "kind": "convresnet",
+        "blocks": 20,
+        "channels": 64,
+        "hidden": 128,
+        "kernel_size": 5,
+    },
+    "convresnet_demo": {
+        "kind": "convresnet",
+        "blocks": 6,
+        "channels": 8,
+        "hidden": 16,
+        "kernel_size": 5,
+    },
+    "diffnet": {"kind": "diffnet", "steps": 5, "hidden": 32},
+    "tv": {
+        "kind": "tv",
+        "samples": 12,
+        "alpha_min": 1.0e-4,
+        "alpha_max": 0.2,
+        "tol": 1.0e-4,
+        "max_iter": 500,
+    },
+}
+NETWORK_KINDS = ("unet", "convresnet", "diffnet")
+
+
+def _zero(conv: torch.nn.Conv2d) -> torch.nn.Conv2d:
+    torch.nn.init.zeros_(conv.weight)
+    torch.nn.init.zeros_(conv.bias)
+    return conv
+
+
+class UNet(torch.nn.Module):
+    """Ronneberger's U-Net, learning the residual x - z: two convolutions per scale, max-pool
+    down, transposed 2x2 convolution up, skip connections by concatenation."""
+
+    def __init__(self, scales: int = 5, width: int = 16, kernel_size: int = 5) -> None:
+        super().__init__()
+        pad = kernel_size // 2
+        widths = [width * 2**s for s in range(scales)]
+
+        def double(c_in: int, c_out: int) -> torch.nn.Sequential:
+            return torch.nn.Sequential(
+                torch.nn.Conv2d(c_in, c_out, kernel_size, padding=pad),
+                torch.nn.ReLU(),
+                torch.nn.Conv2d(c_out, c_out, kernel_size, padding=pad),
+                torch.nn.ReLU(),
+            )
+
+        self.down = torch.nn.ModuleList(
+            double(c_in, c) for c_in, c in zip([1, *widths[:-1]], widths, strict=True)
+        )
+        self.up = torch.nn.ModuleList(
+            torch.nn.ConvTranspose2d(widths[s + 1], widths[s], 2, stride=2)
+            for s in reversed(range(scales - 1))
+        )
+        self.merge = torch.nn.ModuleList(
+            double(2 * widths[s], widths[s]) for s in reversed(range(scales - 1))
+        )
+        self.out = _zero(torch.nn.Conv2d(width, 1, 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        size = z.shape[-2:]
+        factor = 2 ** (len(self.down) - 1)
+        padded = [(-s) % factor for s in size]
+        h = F.pad(z, (0, padded[1], 0, padded[0]), mode="reflect") if any(padded) else z
+        skips = []
+        for k, level in enumerate(self.down):
+            h = level(h if k == 0 else F.max_pool2d(h, 2))
+            skips.append(h)
+        for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1]), strict=True):
+            h = merge(torch.cat([up(h), skip], dim=1))
+        return z + self.out(h)[..., : size[0], : size[1]]
+
+
+class ConvResNet(torch.nn.Module):
+    """The iResNet architecture without Lipschitz constraints (residuals conv-ReLU-1x1 conv) and
+    with learnable 1x1 convolutions into and out of the channel space instead of lifting."""
+
+    def __init__(
+        self, blocks: int = 20, channels: int = 64, hidden: int = 128, kernel_size: int = 5
+    ) -> None:
+        super().__init__()
+        pad = kernel_size // 2
+        self.conv_in = torch.nn.Conv2d(1, channels, 1)
+        self.residuals = torch.nn.ModuleList(
+            torch.nn.Sequential(
+                torch.nn.Conv2d(channels, hidden, kernel_size, padding=pad),
+                torch.nn.ReLU(),
+                _zero(torch.nn.Conv2d(hidden, channels, 1)),
+            )
+            for _ in range(blocks)
+        )
+        self.conv_out = torch.nn.Conv2d(channels, 1, 1)
+        with torch.no_grad():  # start at the identity: out(in(z)) = z
+            self.conv_in.weight.fill_(1.0)
+            self.conv_in.bias.zero_()
+            self.conv_out.weight.fill_(1.0 / channels)
+            self.conv_out.bias.zero_()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(z)
+        for residual in self.residuals:
+            h = h + residual(h)
+        return self.conv_out(h)
+
+
+class DiffNet(torch.nn.Module):
+    """Learned nonlinear diffusion (after Arridge & Hauptmann 2020): per step a small CNN reads
+    the current image and predicts conductivities on the four links of every pixel; an explicit
+    step u + tau * sum_n w_n (u_n - u) follows. Conductivities may be negative, so the net can
+    learn backward diffusion (sharpening)."""
+
+    def __init__(self, steps: int = 5, hidden: int = 32) -> None:
+        super().__init__()
+        self.nets = torch.nn.ModuleList(
+            torch.nn.Sequential(
+                torch.nn.Conv2d(1, hidden, 3, padding=1, padding_mode="replicate"),
+                torch.nn.ReLU(),
+                torch.nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="replicate"),
+                torch.nn.ReLU(),
+                _zero(torch.nn.Conv2d(hidden, 4, 3, padding=1, padding_mode="replicate")),
+            )
+            for _ in range(steps)
+        )
+        self.step_sizes = torch.nn.Parameter(torch.full((steps,), 0.1))
+
+    @staticmethod
+    def neighbour_differences(u: torch.Tensor) -> torch.Tensor:
+        """u_n - u for the north, south, west and east neighbours (zero across the border)."""
+        p = F.pad(u, (1, 1, 1, 1), mode="replicate")
+        return (
+            torch.cat(
+                [p[..., :-2, 1:-1], p[..., 2:, 1:-1], p[..., 1:-1, :-2], p[..., 1:-1, 2:]], dim=1
+            )
+            - u
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        u = z
+        for net, tau in zip(self.nets, self.step_sizes, strict=True):
+            weights = net(u)
+            u = u + tau * (weights * self.neighbour_differences(u)).sum(dim=1, keepdim=True)
+        return u
+
+
+class TotalVariation(torch.nn.Module):
+    """TV reconstruction as a module: forward(z) solves min_x 1/2 ||F(x) - z||^2 + alpha TV(x)
+    (``iresnet_inverse.tv``). alpha is a buffer, set by the validation search."""
+
+    def __init__(
+        self, operator: torch.nn.Module, alpha: float, tol: float = 1e-4, max_iter: int = 500
+    ) -> None:
+        super().__init__()
+        self.operator = operator
+        self.tol, self.max_iter = tol, max_iter
+        self.register_buffer("alpha", torch.tensor(float(alpha), dtype=torch.float64))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        from iresnet_inverse.tv import tv_reconstruct
+
+        with torch.enable_grad():  # the nonlinear solver differentiates the data term
+            result = tv_reconstruct(
+                self.operator, z, float(self.alpha), tol=self.tol, max_iter=self.max_iter
+            )
+        return result.x.detach()
+
+
+def build_baseline(spec: Mapping[str, Any]) -> torch.nn.Module:
+    """A learned baseline network from its spec (``kind`` unet, convresnet or diffnet)."""
+    kind = spec["kind"]
+    if kind == "unet":
+        return UNet(spec["scales"], spec["width"], spec["kernel_size"])
+    if kind == "convresnet":
+        return ConvResNet(spec["blocks"], spec["channels"], spec["hidden"], spec["kernel_size"])
+    if kind == "diffnet":
+        return DiffNet(spec["steps"], spec["hidden"])
+    raise ValueError(f"{kind!r} is not a learned baseline; valid: {', '.join(NETWORK_KINDS)}")
