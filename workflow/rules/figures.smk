@@ -80,7 +80,7 @@ rule figure_reconstruction:
         ),
         f"{RESULTS}/figures/{{reconstruction_figure}}.pdf",
     wildcard_constraints:
-        reconstruction_figure="|".join(RECONSTRUCTION_FIGURES + ["examples_[A-Za-z0-9]+"]),
+        reconstruction_figure="|".join(RECONSTRUCTION_FIGURES + ["examples_[A-Za-z0-9_]+"]),
     params:
         cfg=config_json("figures"),
         stem=lambda wc: f"{RESULTS}/figures/{wc.reconstruction_figure}",

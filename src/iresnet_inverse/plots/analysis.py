@@ -87,7 +87,9 @@ def plot_directional_directions(
     delta (Fig. 11)."""
     ds = _probed(read_dataset(directional), "phi_norm")
     rows = [(op, str(n)) for op in _operators(ds, "phi_norm") for n in ds["name"].values]
-    fig, axes = plt.subplots(len(rows), 5, figsize=(10, 2.1 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), 5, figsize=(10, 2.1 * len(rows)), squeeze=False, layout="constrained"
+    )
     for i, (op, name) in enumerate(rows):
         cells = _over_delta(ds, "phi_norm", op)
         first = cells[0][1].sel(name=name)
@@ -110,7 +112,9 @@ def plot_directional_norms(
     for the whole image, dashed for the subject (Fig. 12)."""
     ds = _probed(read_dataset(directional), "phi_norm")
     operators = _operators(ds, "phi_norm")
-    fig, axes = plt.subplots(1, len(operators), figsize=(4.2 * len(operators), 3.2), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(operators), figsize=(4.2 * len(operators), 3.2), squeeze=False, layout="constrained"
+    )
     for ax, op in zip(axes[0], operators, strict=True):
         cells = _over_delta(ds, "phi_norm", op)
         deltas = [d for d, _ in cells]
@@ -158,7 +162,9 @@ def plot_saliency_clusters(
     operators = _operators(ds, "saliency_seconds")
     rows = [(op, str(n)) for op in operators for n in ds["name"].values]
     cols = 2 + max(len(_over_delta(ds, "saliency_seconds", op)) for op in operators)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(2.0 * cols, 2.2 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), cols, figsize=(2.0 * cols, 2.2 * len(rows)), squeeze=False, layout="constrained"
+    )
     for i, (op, name) in enumerate(rows):
         cells = _over_delta(ds, "saliency_seconds", op)
         _edge_overlay(axes[i, 0], cells[0][1], name, f"{op}: {name}, edges")
@@ -207,7 +213,11 @@ def plot_saliency_means(
     operators = _operators(ds, "saliency_seconds")
     cols = 1 + max(len(_over_delta(ds, "saliency_seconds", op)) for op in operators)
     fig, axes = plt.subplots(
-        len(operators), cols, figsize=(2.9 * cols, 2.4 * len(operators)), squeeze=False
+        len(operators),
+        cols,
+        figsize=(2.9 * cols, 2.4 * len(operators)),
+        squeeze=False,
+        layout="constrained",
     )
     for i, op in enumerate(operators):
         cells = _over_delta(ds, "saliency_seconds", op)
@@ -229,7 +239,9 @@ def plot_cluster_selection(
     at the lowest and highest delta (first named image), with the k each one picks."""
     ds = _probed(read_dataset(saliency), "saliency_seconds")
     operators = _operators(ds, "saliency_seconds")
-    fig, axes = plt.subplots(len(operators), 3, figsize=(11, 3.0 * len(operators)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(operators), 3, figsize=(11, 3.0 * len(operators)), squeeze=False, layout="constrained"
+    )
     for i, op in enumerate(operators):
         cells = _over_delta(ds, "saliency_seconds", op)
         lines = [("operator", cells[0][1], "F", "tab:blue", "-")]
@@ -265,7 +277,11 @@ def plot_manual_clusters(
     operators = _operators(ds, "saliency_seconds")
     cols = 1 + max(len(_over_delta(ds, "saliency_seconds", op)) for op in operators)
     fig, axes = plt.subplots(
-        len(operators), cols, figsize=(2.6 * cols, 2.3 * len(operators)), squeeze=False
+        len(operators),
+        cols,
+        figsize=(2.6 * cols, 2.3 * len(operators)),
+        squeeze=False,
+        layout="constrained",
     )
     for i, op in enumerate(operators):
         cells = _over_delta(ds, "saliency_seconds", op)
@@ -290,7 +306,11 @@ def plot_clusters_vs_lipschitz(
     name = str(ds["name"].values[0])
     cols = max(len(_over_lipschitz(ds, "saliency_seconds", op)) for op in operators)
     fig, axes = plt.subplots(
-        2 * len(operators), cols, figsize=(2.6 * cols, 4.6 * len(operators)), squeeze=False
+        2 * len(operators),
+        cols,
+        figsize=(2.6 * cols, 4.6 * len(operators)),
+        squeeze=False,
+        layout="constrained",
     )
     for i, op in enumerate(operators):
         cells = _over_lipschitz(ds, "saliency_seconds", op)
