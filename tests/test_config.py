@@ -98,3 +98,22 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "grid[0].lipschitz[0]" in result.stderr + result.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_expanding_the_grid_imports_no_torch() -> None:
+    """The workflow expands the grid while parsing; importing torch there would cost seconds
+    on every snakemake call (a no-op run should take a few seconds)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from iresnet_inverse import config\n"
+        "cfg = config.load('config/paper.yaml')\n"
+        "assert config.cells(cfg) and config.analysis_cells(cfg)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

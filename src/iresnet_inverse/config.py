@@ -1,11 +1,14 @@
 """Config loading, schema validation with defaults, and expansion of the grid into cells."""
 
+import functools
 import itertools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from iresnet_inverse.archs import ARCHITECTURES, BASELINES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -29,12 +32,17 @@ def _field(path: object) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
 
 
+@functools.cache
+def _schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
 def validate(config: dict[str, Any], definition: str | None = None) -> dict[str, Any]:
     """Validate ``config`` in place against the schema (or one of its ``$defs``), filling
     defaults; return it."""
     import jsonschema
 
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema = _schema()
     if definition is not None:
         schema = {**schema["$defs"][definition], "$defs": schema["$defs"]}
     validator_class = jsonschema.validators.validator_for(schema)
@@ -71,9 +79,6 @@ def load(path: str | Path) -> dict[str, Any]:
 
 def architecture(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The spec of architecture ``name``: from ``config.archs``, else built in."""
-    from iresnet_inverse.nets.baselines import BASELINES
-    from iresnet_inverse.nets.iresnet import ARCHITECTURES
-
     spec = config.get("archs", {}).get(name) or ARCHITECTURES.get(name) or BASELINES.get(name)
     if spec is None:
         known = sorted({*config.get("archs", {}), *ARCHITECTURES, *BASELINES})

@@ -16,17 +16,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from iresnet_inverse.archs import ARCHITECTURES
 from iresnet_inverse.nets.implicit import implicit_fixed_point
 from iresnet_inverse.nets.lipschitz import LipschitzConv2d, LipschitzLinear, block_lipschitz
 from iresnet_inverse.nets.solvers import SolverConfig, SolverResult, solve
-
-# Table 1 of Arndt & Nickel (2024); ``iresnet_demo`` is ours, sized for the CPU demo.
-ARCHITECTURES: dict[str, dict[str, Any]] = {
-    "iresnet": {"kind": "conv", "blocks": 20, "channels": 64, "hidden": 128, "kernel_size": 5},
-    "iresnet_small": {"kind": "conv", "blocks": 12, "channels": 32, "hidden": 64, "kernel_size": 5},
-    "iresnet_demo": {"kind": "conv", "blocks": 6, "channels": 8, "hidden": 16, "kernel_size": 5},
-    "toy": {"kind": "dense", "blocks": 6, "dim": 2, "hidden": 64, "layers": 2, "activation": "elu"},
-}
 
 
 def soft_shrink(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,42 @@
+"""Built-in architecture specs, plain data: the workflow reads them while parsing, so this
+module imports no torch (a no-op ``snakemake`` stays fast)."""
+
+from typing import Any
+
+# Table 1 of Arndt & Nickel (2024); ``iresnet_demo`` is ours, sized for the CPU demo.
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "iresnet": {"kind": "conv", "blocks": 20, "channels": 64, "hidden": 128, "kernel_size": 5},
+    "iresnet_small": {"kind": "conv", "blocks": 12, "channels": 32, "hidden": 64, "kernel_size": 5},
+    "iresnet_demo": {"kind": "conv", "blocks": 6, "channels": 8, "hidden": 16, "kernel_size": 5},
+    "toy": {"kind": "dense", "blocks": 6, "dim": 2, "hidden": 64, "layers": 2, "activation": "elu"},
+}
+
+# Table 1 for unet and convresnet; the *_demo variants are ours, sized for the CPU demo.
+# ``tv`` is not a network: its only "training" is the search for alpha.
+BASELINES: dict[str, dict[str, Any]] = {
+    "unet": {"kind": "unet", "scales": 5, "width": 16, "kernel_size": 5},
+    "unet_demo": {"kind": "unet", "scales": 3, "width": 8, "kernel_size": 3},
+    "convresnet": {
+        "kind": "convresnet",
+        "blocks": 20,
+        "channels": 64,
+        "hidden": 128,
+        "kernel_size": 5,
+    },
+    "convresnet_demo": {
+        "kind": "convresnet",
+        "blocks": 6,
+        "channels": 8,
+        "hidden": 16,
+        "kernel_size": 5,
+    },
+    "diffnet": {"kind": "diffnet", "steps": 5, "hidden": 32},
+    "tv": {
+        "kind": "tv",
+        "samples": 12,
+        "alpha_min": 1.0e-4,
+        "alpha_max": 0.2,
+        "tol": 1.0e-4,
+        "max_iter": 500,
+    },
+}
