@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from iresnet_inverse.nets import implicit
 from iresnet_inverse.nets.examples import gaussian_residuals, random_residuals
 from iresnet_inverse.nets.iresnet import (
     ARCHITECTURES,
@@ -147,6 +148,38 @@ def test_implicit_gradients_equal_unrolled_autograd() -> None:
     unrolled = grads(_unrolled_inverse(net, z))
     for a, b in zip(implicit, unrolled, strict=True):
         assert float((a - b).norm() / b.norm().clamp_min(1e-300)) <= 1e-5
+
+
+@pytest.mark.parametrize("adjoint_method", ["fixed_point", "anderson"])
+def test_loose_adjoint_tolerance_bounds_the_gradient_error(
+    adjoint_method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training solves the adjoint loosely: its gradient stays within that tolerance's reach
+    of the unrolled truth, and the adjoint needs fewer evaluations than a tight one."""
+    torch.manual_seed(2)
+    net = _inflate(build_iresnet(TINY, 0.99, image_size=6).double())
+    net.eval()
+    z = torch.rand(3, 1, 6, 6, dtype=torch.float64)
+    target = torch.rand(3, 1, 6, 6, dtype=torch.float64)
+    weight = net.blocks[0].residual.conv_in.weight
+    truth = torch.autograd.grad(0.5 * ((_unrolled_inverse(net, z) - target) ** 2).sum(), weight)[0]
+    solves, solve = [], implicit.solve
+    monkeypatch.setattr(
+        implicit, "solve", lambda *a, **k: solves.append(solve(*a, **k)) or solves[-1]
+    )
+    evaluations = {}
+    for tol in (1e-2, 1e-10):
+        config = SolverConfig(
+            method="anderson", tol=1e-10, max_iter=500, adjoint_method=adjoint_method,
+            adjoint_tol=tol,
+        )  # fmt: skip
+        solves.clear()
+        x = net.inverse(z, config).x
+        (g,) = torch.autograd.grad(0.5 * ((x - target) ** 2).sum(), weight)
+        evaluations[tol] = sum(r.evaluations for r in solves)
+        error = float((g - truth).norm() / truth.norm())
+        assert error <= (0.05 if tol == 1e-2 else 1e-6), (tol, error)
+    assert evaluations[1e-2] < evaluations[1e-10], evaluations
 
 
 def test_gradcheck_of_inverse() -> None:

@@ -46,7 +46,7 @@ class _ImplicitFixedPoint(torch.autograd.Function):
             def adjoint_map(u: torch.Tensor) -> torch.Tensor:
                 return grad_x + torch.autograd.grad(fx, x, u, retain_graph=True)[0]
 
-            result = solve(adjoint_map, grad_x, ctx.config)
+            result = solve(adjoint_map, grad_x, ctx.config.adjoint())
             u = result.x
             wanted = [p for p in leaves if p.requires_grad]
             grads = iter(torch.autograd.grad(fx, wanted, u, allow_unused=True) if wanted else ())

@@ -7,7 +7,7 @@ was reached. A sample that misses the tolerance is reported, never silently acce
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -16,19 +16,35 @@ Map = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class SolverConfig:
-    """How to solve a fixed point: ``method`` "anderson" or "fixed_point"."""
+    """How to solve a fixed point: ``method`` "anderson" or "fixed_point". The adjoint
+    (backward) fixed point of implicit gradients may use its own ``adjoint_method`` and
+    ``adjoint_tol`` (None: the forward's): a gradient needs far less accuracy than a
+    reconstruction, and the adjoint is linear, where Anderson acceleration is at its best."""
 
     method: str = "anderson"
     tol: float = 1e-5
     max_iter: int = 100
     memory: int = 5
     regularization: float = 1e-8
+    adjoint_method: str | None = None
+    adjoint_tol: float | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in SOLVERS:
-            raise ValueError(f"unknown solver {self.method!r}; valid: {', '.join(SOLVERS)}")
-        if self.tol <= 0 or self.max_iter < 1 or self.memory < 1:
+        for method in (self.method, self.adjoint_method or self.method):
+            if method not in SOLVERS:
+                raise ValueError(f"unknown solver {method!r}; valid: {', '.join(SOLVERS)}")
+        if min(self.tol, self.adjoint_tol or self.tol) <= 0 or self.max_iter < 1 or self.memory < 1:
             raise ValueError("solver needs tol > 0, max_iter >= 1 and memory >= 1")
+
+    def adjoint(self) -> "SolverConfig":
+        """The settings of the adjoint fixed point."""
+        return replace(
+            self,
+            method=self.adjoint_method or self.method,
+            tol=self.adjoint_tol or self.tol,
+            adjoint_method=None,
+            adjoint_tol=None,
+        )
 
 
 @dataclass
