@@ -242,3 +242,42 @@ def test_non_finite_loss_names_cell_and_step(tmp_path: Path) -> None:
             "cell-label",
             lambda m: None,
         )
+
+
+@pytest.mark.parametrize("compile_backend", [None, "eager"])
+def test_gpu_path_options_keep_the_solver_in_float32(compile_backend: str | None) -> None:
+    """bf16 autocast, channels-last and a compiled residual give the fp32 step's loss and
+    gradient direction, with solver iterates and residuals in float32 (run here on the CPU)."""
+    from iresnet_inverse import objectives
+    from iresnet_inverse.nets.examples import random_residuals
+    from iresnet_inverse.nets.solvers import SolverConfig
+    from iresnet_inverse.train import accelerate
+
+    spec = {"kind": "conv", "blocks": 3, "channels": 4, "hidden": 8, "kernel_size": 3}
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 8, 8)
+    z = x + 0.01 * torch.randn_like(x)
+    solver = SolverConfig(method="anderson", tol=1e-3, adjoint_tol=1e-2, max_iter=100)
+    steps = {}
+    for name, settings in {
+        "fp32": {},
+        "fast": {"precision": "bf16", "channels_last": True, "compile": compile_backend},
+    }.items():
+        torch.manual_seed(1)
+        net = build_iresnet(spec, 0.99, image_size=8)
+        random_residuals(net)
+        autocast, to_format = accelerate(net, settings, torch.device("cpu"))
+        with autocast:
+            value, inverse = objectives.loss(
+                "reconstruction", net, None, to_format(x), to_format(z), 0.0, solver
+            )
+        value.backward()
+        grad = torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
+        steps[name] = (float(value.detach()), grad, inverse, net)
+    (loss32, grad32, _, _), (loss16, grad16, inverse, net) = steps["fp32"], steps["fast"]
+    assert inverse.x.dtype == torch.float32 and inverse.residual.dtype == torch.float32
+    assert bool(inverse.converged.all())
+    assert loss16 != loss32 and loss16 == pytest.approx(loss32, rel=2e-2)  # bf16 did run
+    assert float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)) > 0.99
+    weight = net.blocks[0].residual.conv_in.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)

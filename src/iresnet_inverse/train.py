@@ -79,6 +79,26 @@ def fingerprint(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def accelerate(
+    net: torch.nn.Module, settings: Mapping[str, Any], device: torch.device
+) -> tuple[torch.autocast, Callable[[torch.Tensor], torch.Tensor]]:
+    """Apply the GPU-path training settings to ``net``: ``compile`` (a torch.compile backend
+    for iResNet residual functions), ``channels_last``; return the loss's autocast context
+    (``precision`` bf16) and the memory-format conversion for batches."""
+    if settings.get("compile") and isinstance(net, IResNet):
+        net.compile_residuals(settings["compile"])
+    memory_format = torch.channels_last if settings.get("channels_last") else None
+    if memory_format is not None:
+        net.to(memory_format=memory_format)
+    bf16 = settings.get("precision", "fp32") == "bf16"
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+    def to_memory_format(t: torch.Tensor) -> torch.Tensor:
+        return t.contiguous(memory_format=memory_format) if memory_format is not None else t
+
+    return autocast, to_memory_format
+
+
 def fit(
     net: torch.nn.Module,
     objective: str,
@@ -108,6 +128,11 @@ def fit(
         optimizer, _lr_lambda(settings["lr_schedule"], epochs * steps_per_epoch)
     )
     rng = generator(seed)
+    autocast, to_memory_format = accelerate(net, settings, device)
+
+    def x_batch(idx: torch.Tensor) -> torch.Tensor:
+        return to_memory_format(x_train[idx])
+
     history, start_epoch, elapsed = History(), 0, 0.0
     resume_path = out_dir / RESUME_FILE
     if resume_path.exists():
@@ -138,11 +163,12 @@ def fit(
         noise = (noise_level * torch.randn(x_train.shape, generator=rng)).to(device)
         for i in range(steps_per_epoch):
             idx = order[i * batch : (i + 1) * batch]
-            z = clean_train[idx] + noise[idx]
+            z = to_memory_format(clean_train[idx] + noise[idx])
             optimizer.zero_grad(set_to_none=True)
-            value, inverse = objectives.loss(
-                objective, net, operator, x_train[idx], z, noise_hat, solver, estimators, rng
-            )
+            with autocast:
+                value, inverse = objectives.loss(
+                    objective, net, operator, x_batch(idx), z, noise_hat, solver, estimators, rng
+                )
             step = epoch * steps_per_epoch + i
             if not torch.isfinite(value):
                 loss_value = float(value.detach())

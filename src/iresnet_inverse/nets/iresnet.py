@@ -232,6 +232,12 @@ class IResNet(torch.nn.Module):
         result.x = self.project(result.x)
         return result
 
+    def compile_residuals(self, backend: str = "inductor") -> None:
+        """torch.compile every residual function (the solvers' inner loop); the parameters
+        and state dict are unchanged."""
+        for block in self.blocks:
+            block.residual.call = torch.compile(block.residual.call, backend=backend)
+
     # --- Lipschitz control --------------------------------------------------------------------
     def refresh_norms(self, tol: float = 1e-9, max_iter: int = 1000) -> None:
         """Converge every persistent power vector (before evaluation or certification)."""

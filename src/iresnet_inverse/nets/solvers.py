@@ -117,21 +117,29 @@ def anderson(T: Map, x0: torch.Tensor, config: SolverConfig) -> SolverResult:
         X[:, (k - 1) % m], F[:, (k - 1) % m] = x, fx
         if tracker.update(_relative(fx, x), k):
             return tracker.result(fx.view(shape), k)
-        n = min(k, m)
-        G = F[:, :n] - X[:, :n]
-        gram = G @ G.transpose(1, 2)
-        scale = gram.diagonal(dim1=1, dim2=2).mean(dim=1)
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # a solved sample: any alpha
-        system = x.new_zeros(batch, n + 1, n + 1)
-        system[:, 0, 1:] = 1
-        system[:, 1:, 0] = 1
-        eye = torch.eye(n, dtype=x.dtype, device=x.device)
-        system[:, 1:, 1:] = gram + config.regularization * scale[:, None, None] * eye
-        rhs = x.new_zeros(batch, n + 1, 1)
-        rhs[:, 0] = 1
-        alpha = torch.linalg.solve(system, rhs)[:, 1:, 0]
-        x = (alpha[:, None] @ F[:, :n])[:, 0]
+        with torch.autocast(x.device.type, enabled=False):  # mixing in float32 under autocast
+            x = _anderson_mix(X, F, x, min(k, m), config.regularization)
     return tracker.result(fx.view(shape), config.max_iter)
+
+
+def _anderson_mix(
+    X: torch.Tensor, F: torch.Tensor, x: torch.Tensor, n: int, regularization: float
+) -> torch.Tensor:
+    """The next Anderson iterate from the last ``n`` iterates X and their images F."""
+    batch = x.shape[0]
+    G = F[:, :n] - X[:, :n]
+    gram = G @ G.transpose(1, 2)
+    scale = gram.diagonal(dim1=1, dim2=2).mean(dim=1)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # a solved sample: any alpha
+    system = x.new_zeros(batch, n + 1, n + 1)
+    system[:, 0, 1:] = 1
+    system[:, 1:, 0] = 1
+    eye = torch.eye(n, dtype=x.dtype, device=x.device)
+    system[:, 1:, 1:] = gram + regularization * scale[:, None, None] * eye
+    rhs = x.new_zeros(batch, n + 1, 1)
+    rhs[:, 0] = 1
+    alpha = torch.linalg.solve(system, rhs)[:, 1:, 0]
+    return (alpha[:, None] @ F[:, :n])[:, 0]
 
 
 SOLVERS: dict[str, Callable[[Map, torch.Tensor, SolverConfig], SolverResult]] = {
