@@ -28,7 +28,7 @@ wildcard_constraints:
     operator=r"[A-Za-z0-9_]+",
     noise_level=r"[0-9.eE+-]+",
     lipschitz=r"[0-9.eE+-]+|inf",
-    objective=r"[a-z]+",
+    objective=r"[A-Za-z0-9_]+",
     arch=r"[A-Za-z0-9_]+",
     seed=r"[0-9]+",
     prior=r"[a-z0-9]+",
