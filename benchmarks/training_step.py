@@ -47,7 +47,9 @@ from iresnet_inverse.train import load_model
 
 ARCH, BASELINE = "iresnet_demo", "convresnet_demo"
 BATCH, LIPSCHITZ, NOISE, LEARNING_RATE = 16, 0.999, 0.01, 2e-3  # as config/config.yaml
-TRAINING_SOLVER = SolverConfig(**config.load("config/config.yaml")["train"]["solver"])
+TRAINING_SOLVER = SolverConfig(
+    **config.load(config.REPO_ROOT / "config" / "config.yaml")["train"]["solver"]
+)
 TIGHT_SOLVER = SolverConfig(method="fixed_point", tol=1e-5, max_iter=200)  # the former setting
 SETTINGS = {  # main image size, scaling sizes, depths (at depth_size), warm-up and timed steps
     "full": {"size": 32, "sizes": (32, 64, 96), "depths": (3, 6, 12), "depth_size": 32,
@@ -285,7 +287,9 @@ def run(mode: str, device: torch.device, init: str) -> None:
     def measure(size: int, blocks: int) -> tuple[Case, dict[str, float]]:
         if (size, blocks) not in cache:
             main = (size, blocks) == (cfg["size"], spec["blocks"])
-            case = Case(size, blocks, device, init if main or ".pt" not in init else "random")
+            case = Case(
+                size, blocks, device, init if main or not init.endswith(".pt") else "random"
+            )
             cache[size, blocks] = case, case.timed_steps(warmup, repeats)
         return cache[size, blocks]
 

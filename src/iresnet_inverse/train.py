@@ -129,10 +129,6 @@ def fit(
     )
     rng = generator(seed)
     autocast, to_memory_format = accelerate(net, settings, device)
-
-    def x_batch(idx: torch.Tensor) -> torch.Tensor:
-        return to_memory_format(x_train[idx])
-
     history, start_epoch, elapsed = History(), 0, 0.0
     resume_path = out_dir / RESUME_FILE
     if resume_path.exists():
@@ -167,7 +163,15 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             with autocast:
                 value, inverse = objectives.loss(
-                    objective, net, operator, x_batch(idx), z, noise_hat, solver, estimators, rng
+                    objective,
+                    net,
+                    operator,
+                    to_memory_format(x_train[idx]),
+                    z,
+                    noise_hat,
+                    solver,
+                    estimators,
+                    rng,
                 )
             step = epoch * steps_per_epoch + i
             if not torch.isfinite(value):
