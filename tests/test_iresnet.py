@@ -19,7 +19,7 @@ from iresnet_inverse.nets.lipschitz import (
     conv_operator_norm,
     dense_matrix,
 )
-from iresnet_inverse.nets.solvers import SolverConfig
+from iresnet_inverse.nets.solvers import SolverConfig, _anderson_mix
 
 TINY = {"kind": "conv", "blocks": 3, "channels": 2, "hidden": 4, "kernel_size": 3}
 SMALL = {"kind": "conv", "blocks": 4, "channels": 4, "hidden": 8, "kernel_size": 5}
@@ -78,6 +78,29 @@ def _evaluations_and_errors(net: IResNet, x: torch.Tensor) -> dict[str, tuple[in
         error = float(((result.x - x).norm() / x.norm()).detach())
         out[method] = (int(result.iterations.sum()), error)
     return out
+
+
+def test_anderson_mixing_survives_degenerate_histories() -> None:
+    # Sample 0 repeats one residual: with Tikhonov at 1e-8 of the scale (below float32
+    # roundoff) its mixing system was singular and the whole batch raised. The floored
+    # regularization picks the least-norm weights, uniform here. Sample 2 carries a NaN: it
+    # takes the plain step T(x). Sample 1, ordinary, still mixes as in float64.
+    X = torch.randint(0, 8, (3, 3, 50)) / 8  # dyadic: the residuals repeat exactly
+    F = X + torch.rand(3, 3, 50)
+    F[0] = X[0] + torch.randint(1, 8, (50,)) / 8
+    X[2, 0, 0] = float("nan")
+    fx = F[:, 2]
+    step = _anderson_mix(X, F, fx, 3, regularization=1e-8)
+    assert torch.allclose(step[0], F[0].mean(dim=0), atol=1e-5)
+    assert torch.equal(step[2], fx[2])
+    G = (F[1] - X[1]).double()
+    system = torch.ones(4, 4, dtype=torch.float64)
+    system[0, 0] = 0
+    system[1:, 1:] = G @ G.T + 10 * torch.finfo(torch.float32).eps * (G * G).sum(
+        1
+    ).mean() * torch.eye(3)
+    alpha = torch.linalg.solve(system, torch.eye(4, dtype=torch.float64)[:, 0])[1:]
+    assert torch.allclose(step[1].double(), alpha @ F[1].double(), atol=1e-4)
 
 
 @pytest.mark.parametrize("total", [0.95, 0.99, 0.999])

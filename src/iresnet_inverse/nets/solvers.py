@@ -104,7 +104,8 @@ def anderson(T: Map, x0: torch.Tensor, config: SolverConfig) -> SolverResult:
 
     Each step takes the affine combination of the last m values T(x_j) whose residual
     combination sum_j alpha_j (T(x_j) - x_j) has least norm (a bordered least-squares system,
-    Tikhonov-regularized relative to its own scale).
+    Tikhonov-regularized relative to its own scale). A sample whose system is still singular
+    (a history of identical residuals) takes the plain step T(x) instead of failing the batch.
     """
     batch, shape = x0.shape[0], x0.shape
     m = config.memory
@@ -118,28 +119,37 @@ def anderson(T: Map, x0: torch.Tensor, config: SolverConfig) -> SolverResult:
         if tracker.update(_relative(fx, x), k):
             return tracker.result(fx.view(shape), k)
         with torch.autocast(x.device.type, enabled=False):  # mixing in float32 under autocast
-            x = _anderson_mix(X, F, x, min(k, m), config.regularization)
+            x = _anderson_mix(X, F, fx, min(k, m), config.regularization)
     return tracker.result(fx.view(shape), config.max_iter)
 
 
 def _anderson_mix(
-    X: torch.Tensor, F: torch.Tensor, x: torch.Tensor, n: int, regularization: float
+    X: torch.Tensor, F: torch.Tensor, fx: torch.Tensor, n: int, regularization: float
 ) -> torch.Tensor:
-    """The next Anderson iterate from the last ``n`` iterates X and their images F."""
-    batch = x.shape[0]
+    """The next Anderson iterate from the last ``n`` iterates X and their images F, the newest
+    image being ``fx`` (the plain step, taken where the mixing system is singular).
+
+    The regularization is floored at a few float roundoffs of the Gram scale: below that,
+    nearly collinear residual histories make the system singular in the working precision.
+    """
+    batch = fx.shape[0]
+    regularization = max(regularization, 10 * torch.finfo(fx.dtype).eps)
     G = F[:, :n] - X[:, :n]
     gram = G @ G.transpose(1, 2)
     scale = gram.diagonal(dim1=1, dim2=2).mean(dim=1)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # a solved sample: any alpha
-    system = x.new_zeros(batch, n + 1, n + 1)
+    system = fx.new_zeros(batch, n + 1, n + 1)
     system[:, 0, 1:] = 1
     system[:, 1:, 0] = 1
-    eye = torch.eye(n, dtype=x.dtype, device=x.device)
+    eye = torch.eye(n, dtype=fx.dtype, device=fx.device)
     system[:, 1:, 1:] = gram + regularization * scale[:, None, None] * eye
-    rhs = x.new_zeros(batch, n + 1, 1)
+    rhs = fx.new_zeros(batch, n + 1, 1)
     rhs[:, 0] = 1
-    alpha = torch.linalg.solve(system, rhs)[:, 1:, 0]
-    return (alpha[:, None] @ F[:, :n])[:, 0]
+    solution, info = torch.linalg.solve_ex(system, rhs)
+    alpha = solution[:, 1:, 0]
+    mixed = (alpha[:, None] @ F[:, :n])[:, 0]
+    solved = (info == 0) & mixed.isfinite().all(dim=1)
+    return torch.where(solved[:, None], mixed, fx)
 
 
 SOLVERS: dict[str, Callable[[Map, torch.Tensor, SolverConfig], SolverResult]] = {
