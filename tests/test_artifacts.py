@@ -44,10 +44,15 @@ def test_cells_combine_by_coords(tmp_path: Path) -> None:
                 _dataset(d),
                 tmp_path / f"{op}{d}.nc",
                 title="t",
+                config={"grid": [{"operator": [op], "noise_level": [d]}]},
                 cell={"operator": op, "noise_level": d},
             )
             parts.append(read_dataset(p))
     cube = artifacts.combine_cells(sorted(tmp_path.glob("*.nc")))
+    configs = json.loads(cube.attrs["cell_configs_json"])  # each cell's own provenance
+    assert configs[str(tmp_path / "blur0.05.nc")]["grid"] == [
+        {"operator": ["blur"], "noise_level": [0.05]}
+    ]
     assert dict(cube.sizes) == {"operator": 2, "noise_level": 2, "image": 3}
     assert float(cube["psnr"].sel(operator="diffusion", noise_level=0.05, image=0)) == 0.05
     assert sorted(cube["operator"].values) == ["blur", "diffusion"]  # no truncated names

@@ -156,10 +156,12 @@ def read_dataset(path: str | Path) -> xr.Dataset:
 
 def combine_cells(paths: list[str | Path], *more: list[str | Path]) -> xr.Dataset:
     """One dataset from per-cell files: their length-1 cell coordinates become the study cube's
-    dimensions (outer join, so a sparse grid leaves NaN where no cell was run)."""
-    parts = []
+    dimensions (outer join, so a sparse grid leaves NaN where no cell was run). Each input's
+    config is kept, by file, in the attribute ``cell_configs_json``."""
+    parts, configs = [], {}
     for path in paths:
         part = read_dataset(path)
+        configs[str(path)] = json.loads(part.attrs.get("config_json", "{}"))
         for key in ("config_json", "history", "created", "snakemake_rule", "title"):
             part.attrs.pop(key, None)
         # Fixed-width strings would be cut to the first file's width when concatenated.
@@ -168,13 +170,14 @@ def combine_cells(paths: list[str | Path], *more: list[str | Path]) -> xr.Datase
     combined = xr.combine_by_coords(
         parts, join="outer", compat="no_conflicts", combine_attrs="drop_conflicts"
     )
-    if not more:
-        return combined
-    # Further groups (e.g. per-reference data beside per-cell results) are combined each on
-    # its own, then merged.
-    return xr.merge(
-        [combined, *(combine_cells(group) for group in more)],
-        join="outer",
-        compat="no_conflicts",
-        combine_attrs="drop_conflicts",
-    )
+    if more:
+        # Further groups (e.g. per-reference data beside per-cell results) are combined each
+        # on its own, then merged.
+        groups = [combine_cells(group) for group in more]
+        for group in groups:
+            configs.update(json.loads(group.attrs.pop("cell_configs_json")))
+        combined = xr.merge(
+            [combined, *groups], join="outer", compat="no_conflicts", combine_attrs="drop_conflicts"
+        )
+    combined.attrs["cell_configs_json"] = json.dumps(configs, sort_keys=True)
+    return combined

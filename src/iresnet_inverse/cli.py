@@ -91,7 +91,13 @@ def cmd_combine(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.artifacts import combine_cells, write_dataset
 
     groups = [args.inputs] + ([args.also] if args.also else [])
-    write_dataset(combine_cells(*groups), args.out, title=args.title, config=cfg, rule=args.rule)
+    # Without an explicit config the inputs' own configs (attribute cell_configs_json) are the
+    # provenance: the defaults would misstate what was run.
+    given = args.config or args.config_json != "{}"
+    combined = combine_cells(*groups)
+    write_dataset(
+        combined, args.out, title=args.title, config=cfg if given else None, rule=args.rule
+    )
 
 
 def cmd_toy_reference(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
