@@ -113,7 +113,7 @@ def run_trained(cells: list[str], images: str, device: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="demo architecture only")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2, help="timed calls after a warm-up")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--trained", action="append", help="a trained cell's directory")
     parser.add_argument("--images", default="results/data/images.nc")

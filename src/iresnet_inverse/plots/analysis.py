@@ -12,7 +12,7 @@ import numpy as np
 import xarray as xr
 
 from iresnet_inverse.artifacts import read_dataset
-from iresnet_inverse.plots.common import plt, save_figure
+from iresnet_inverse.plots.common import noise_level_axis, plt, save_figure
 from iresnet_inverse.plots.methods import label
 
 CLUSTER_COLORS = ("tab:green", "tab:red", "tab:blue", "tab:orange", "tab:purple", "tab:brown")
@@ -127,7 +127,8 @@ def plot_directional_norms(
                 ax.plot(deltas, y, style, marker="o", color=color, label=f"‖∂h{name}‖, {region}")
         lips = sorted({float(c["lipschitz"]) for _, c in cells})
         ax.axhline(1 - max(lips), color="gray", lw=0.8, ls=":", label="1 − L")
-        ax.set(title=op, xlabel="noise level δ", ylabel="norm (mean over images)")
+        ax.set(title=op, ylabel="norm (mean over images)")
+        noise_level_axis(ax, deltas)
         ax.legend(fontsize=6)
     fig.suptitle(f"directional derivatives, {label(ds.attrs['arch'])}")
     return save_figure(fig, stem, dpi)

@@ -13,7 +13,7 @@ import xarray as xr
 
 from iresnet_inverse.analysis.metrics import psnr, ssim
 from iresnet_inverse.artifacts import read_dataset
-from iresnet_inverse.plots.common import plt, save_figure
+from iresnet_inverse.plots.common import noise_level_axis, plt, save_figure
 
 LABELS = {
     "iresnet": "iResNet",
@@ -150,7 +150,8 @@ def plot_methods_vs_noise(path: str | Path, stem: str | Path, dpi: int = 150) ->
             data = _data_metric(ds.sel(operator=op), f"data_{var}")
             keep = np.isfinite(data)
             ax.plot(deltas[keep], data[keep], "k--", marker="x", label="noisy data")
-            ax.set(xlabel="noise level δ", ylabel=name, xscale="log")
+            ax.set(ylabel=name)
+            noise_level_axis(ax, deltas)
         axes[0, j].set_title(op)
         axes[0, j].legend(fontsize=7)
     return save_figure(fig, stem, dpi)
@@ -243,7 +244,8 @@ def plot_inversion_error(path: str | Path, stem: str | Path, dpi: int = 150) -> 
         if rule:
             x, y = zip(*rule, strict=True)
             ax.plot(x, y, "k-", marker="o", lw=2, label="L(δ)")
-        ax.set(xlabel="noise level δ", ylabel="inversion error ‖φ⁻¹(F(x)) − x‖", title=op)
+        ax.set(ylabel="inversion error ‖φ⁻¹(F(x)) − x‖", title=op)
+        noise_level_axis(ax, deltas)
         ax.legend(fontsize=7)
     fig.suptitle(label(arch))
     return save_figure(fig, stem, dpi)
@@ -264,7 +266,8 @@ def plot_forward_approximation(path: str | Path, stem: str | Path, dpi: int = 15
                 keep = np.isfinite(y)
                 if keep.any():
                     axes[i, j].plot(deltas[keep], y[keep], marker="o", label=f"L={lip:g}")
-            axes[i, j].set(xlabel="noise level δ", ylabel=f"{name} of φ(x) vs F(x)")
+            axes[i, j].set(ylabel=f"{name} of φ(x) vs F(x)")
+            noise_level_axis(axes[i, j], deltas)
         axes[0, j].set_title(op)
         axes[0, j].legend(fontsize=7)
     fig.suptitle(label(arch))

@@ -6,7 +6,7 @@ import numpy as np
 import xarray as xr
 
 from iresnet_inverse.artifacts import read_dataset
-from iresnet_inverse.plots.common import plt, save_figure
+from iresnet_inverse.plots.common import noise_level_axis, plt, save_figure
 
 OBJECTIVE_COLORS = {
     "approximation": "tab:blue",
@@ -88,10 +88,10 @@ def plot_toy_mse_vs_noise(path: str | Path, stem: str | Path, dpi: int = 150) ->
             axes[0, j].plot(
                 cell["noise_level"], _mse(cell[var], cell["x"]), style, color=color, label=label
             )
-        axes[0, j].set(
-            title=f"A = diag(1, {float(eps):g})", ylabel="reconstruction MSE", xscale="log"
-        )
-        axes[1, j].set(xlabel="noise level δ", ylabel="mean ||φ(x) − target||", xscale="log")
+        axes[0, j].set(title=f"A = diag(1, {float(eps):g})", ylabel="reconstruction MSE")
+        axes[1, j].set(ylabel="mean ||φ(x) − target||")
+        for ax in axes[:, j]:
+            noise_level_axis(ax, cell["noise_level"].values)
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("Bimodal prior: reconstruction and forward errors against δ", fontsize=10)
     return save_figure(fig, stem, dpi=dpi)
@@ -125,8 +125,10 @@ def plot_toy_noise_ablation(path: str | Path, stem: str | Path, dpi: int = 150) 
                         color=OBJECTIVE_COLORS[obj],
                         label=f"δ̂ = {float(factor):g} δ",
                     )
-        axes[0, j].set(title=obj, ylabel="mean distance to MAP", xscale="log")
-        axes[1, j].set(xlabel="noise level δ", ylabel="mean distance to PM", xscale="log")
+        axes[0, j].set(title=obj, ylabel="mean distance to MAP")
+        axes[1, j].set(ylabel="mean distance to PM")
+        for ax in axes[:, j]:
+            noise_level_axis(ax, cell["noise_level"].values)
         axes[0, j].legend(fontsize=7)
     fig.suptitle(
         f"Noise-level ablation, bimodal prior, A = diag(1, {float(sub['eps']):g})", fontsize=10
