@@ -90,15 +90,15 @@ def test_anderson_mixing_survives_degenerate_histories() -> None:
     F[0] = X[0] + torch.randint(1, 8, (50,)) / 8
     X[2, 0, 0] = float("nan")
     fx = F[:, 2]
-    step = _anderson_mix(X, F, fx, 3, regularization=1e-8)
+    G = F - X
+    step = _anderson_mix(G @ G.transpose(1, 2), F, fx, regularization=1e-8)
     assert torch.allclose(step[0], F[0].mean(dim=0), atol=1e-5)
     assert torch.equal(step[2], fx[2])
-    G = (F[1] - X[1]).double()
+    ordinary = G[1].double()
+    floor = 10 * torch.finfo(torch.float32).eps * (ordinary * ordinary).sum(1).mean()
     system = torch.ones(4, 4, dtype=torch.float64)
     system[0, 0] = 0
-    system[1:, 1:] = G @ G.T + 10 * torch.finfo(torch.float32).eps * (G * G).sum(
-        1
-    ).mean() * torch.eye(3)
+    system[1:, 1:] = ordinary @ ordinary.T + floor * torch.eye(3)
     alpha = torch.linalg.solve(system, torch.eye(4, dtype=torch.float64)[:, 0])[1:]
     assert torch.allclose(step[1].double(), alpha @ F[1].double(), atol=1e-4)
 

@@ -106,36 +106,43 @@ def anderson(T: Map, x0: torch.Tensor, config: SolverConfig) -> SolverResult:
     combination sum_j alpha_j (T(x_j) - x_j) has least norm (a bordered least-squares system,
     Tikhonov-regularized relative to its own scale). A sample whose system is still singular
     (a history of identical residuals) takes the plain step T(x) instead of failing the batch.
+    Residuals and their Gram matrix are kept across steps: each step adds one residual and one
+    Gram row instead of recomputing the whole history.
     """
     batch, shape = x0.shape[0], x0.shape
     m = config.memory
-    X = x0.new_zeros(batch, m, x0[0].numel())
-    F = torch.zeros_like(X)
+    F = x0.new_zeros(batch, m, x0[0].numel())
+    G = torch.zeros_like(F)
+    gram = x0.new_zeros(batch, m, m)
     tracker = _Tracker(batch, config.tol, x0.device)
     x = x0.flatten(1)
     for k in range(1, config.max_iter + 1):
         fx = T(x.view(shape)).flatten(1)
-        X[:, (k - 1) % m], F[:, (k - 1) % m] = x, fx
-        if tracker.update(_relative(fx, x), k):
+        g = fx - x
+        relative = g.norm(dim=1) / fx.norm(dim=1).clamp_min(torch.finfo(fx.dtype).tiny)
+        if tracker.update(relative, k):
             return tracker.result(fx.view(shape), k)
+        slot, n = (k - 1) % m, min(k, m)
+        F[:, slot], G[:, slot] = fx, g
         with torch.autocast(x.device.type, enabled=False):  # mixing in float32 under autocast
-            x = _anderson_mix(X, F, fx, min(k, m), config.regularization)
+            row = (G[:, slot, None] @ G[:, :n].transpose(1, 2))[:, 0]  # row-vector form: fastest
+            gram[:, slot, :n], gram[:, :n, slot] = row, row
+            x = _anderson_mix(gram[:, :n, :n], F[:, :n], F[:, slot], config.regularization)
     return tracker.result(fx.view(shape), config.max_iter)
 
 
 def _anderson_mix(
-    X: torch.Tensor, F: torch.Tensor, fx: torch.Tensor, n: int, regularization: float
+    gram: torch.Tensor, F: torch.Tensor, fx: torch.Tensor, regularization: float
 ) -> torch.Tensor:
-    """The next Anderson iterate from the last ``n`` iterates X and their images F, the newest
-    image being ``fx`` (the plain step, taken where the mixing system is singular).
+    """The next Anderson iterate from the images F (batch, n, N) of the last n iterates and the
+    Gram matrix of their residuals; ``fx`` is the newest image (the plain step, taken where
+    the mixing system is singular).
 
     The regularization is floored at a few float roundoffs of the Gram scale: below that,
     nearly collinear residual histories make the system singular in the working precision.
     """
-    batch = fx.shape[0]
+    batch, n = gram.shape[0], gram.shape[-1]
     regularization = max(regularization, 10 * torch.finfo(fx.dtype).eps)
-    G = F[:, :n] - X[:, :n]
-    gram = G @ G.transpose(1, 2)
     scale = gram.diagonal(dim1=1, dim2=2).mean(dim=1)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # a solved sample: any alpha
     system = fx.new_zeros(batch, n + 1, n + 1)
@@ -147,9 +154,8 @@ def _anderson_mix(
     rhs[:, 0] = 1
     solution, info = torch.linalg.solve_ex(system, rhs)
     alpha = solution[:, 1:, 0]
-    mixed = (alpha[:, None] @ F[:, :n])[:, 0]
-    solved = (info == 0) & mixed.isfinite().all(dim=1)
-    return torch.where(solved[:, None], mixed, fx)
+    solved = (info == 0) & alpha.isfinite().all(dim=1)
+    return torch.where(solved[:, None], (alpha[:, None] @ F)[:, 0], fx)
 
 
 SOLVERS: dict[str, Callable[[Map, torch.Tensor, SolverConfig], SolverResult]] = {
