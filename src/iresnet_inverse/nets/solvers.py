@@ -58,9 +58,10 @@ class SolverResult:
     evaluations: int
 
 
-def _relative(fx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    diff = (fx - x).flatten(1).norm(dim=1)
-    return diff / fx.flatten(1).norm(dim=1).clamp_min(torch.finfo(fx.dtype).tiny)
+def _relative(fx: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """||T(x) - x|| / ||T(x)|| per sample, from T(x) and the step T(x) - x."""
+    norm = fx.flatten(1).norm(dim=1).clamp_min(torch.finfo(fx.dtype).tiny)
+    return step.flatten(1).norm(dim=1) / norm
 
 
 class _Tracker:
@@ -92,7 +93,7 @@ def fixed_point(T: Map, x0: torch.Tensor, config: SolverConfig) -> SolverResult:
     x = x0
     for k in range(1, config.max_iter + 1):
         fx = T(x)
-        finished = tracker.update(_relative(fx, x), k)
+        finished = tracker.update(_relative(fx, fx - x), k)
         x = fx
         if finished:
             return tracker.result(x, k)
@@ -119,8 +120,7 @@ def anderson(T: Map, x0: torch.Tensor, config: SolverConfig) -> SolverResult:
     for k in range(1, config.max_iter + 1):
         fx = T(x.view(shape)).flatten(1)
         g = fx - x
-        relative = g.norm(dim=1) / fx.norm(dim=1).clamp_min(torch.finfo(fx.dtype).tiny)
-        if tracker.update(relative, k):
+        if tracker.update(_relative(fx, g), k):
             return tracker.result(fx.view(shape), k)
         slot, n = (k - 1) % m, min(k, m)
         F[:, slot], G[:, slot] = fx, g
