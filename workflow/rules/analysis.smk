@@ -20,6 +20,9 @@ rule probe:
     benchmark:
         f"{RESULTS}/benchmarks/analysis/{CELL_PATTERN}/{{probe}}.tsv"
     threads: config["threads"]
+    # Probes run as soon as their net is trained, ahead of waiting training jobs, so that none
+    # is left to run alone after the figures that do not need it.
+    priority: 1
     resources:
         gpu=1 if config["device"] == "cuda" else 0,
     shell:
