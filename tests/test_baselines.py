@@ -3,6 +3,7 @@ their cells in the grid."""
 
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -66,7 +67,7 @@ def test_diffnet_step_is_a_diffusion_stencil() -> None:
     ],
     ids=["unet", "convresnet", "diffnet"],
 )
-def test_supervised_training_improves_deblurring(make_net) -> None:
+def test_supervised_training_improves_deblurring(make_net: Callable[[], torch.nn.Module]) -> None:
     # Built here, after the autouse seed: nets built at collection time took the RNG's state then.
     net = make_net()
     blur = get_operator("blur", kernel_size=5, sigma=1.0)
