@@ -30,11 +30,15 @@ def test_describe_prints_table1_parameter_counts() -> None:
         text=True,
         check=True,
     ).stdout
-    counts = {line.split()[0]: line.split()[2] for line in out.splitlines()[1:-1]}
-    assert counts["iresnet"] == "4,263,700"
-    assert counts["iresnet_small"] == "640,140"
-    assert counts["convresnet"] == "4,263,873"
-    assert counts["tv"] == "0"
+    rows = {line.split()[0]: line.split()[2:] for line in out.splitlines()[1:-1]}
+    # ours, then Table 1's
+    assert rows["iresnet"] == ["4,263,700", "4,263,700"]
+    assert rows["iresnet_small"] == ["640,140", "640,140"]
+    assert rows["convresnet"] == ["4,263,873", "4,263,873"]
+    assert rows["diffnet"] == ["101,310", "101,310"]
+    # Ronneberger's U-Net at Table 1's sizes; the paper's has 390,096 more (README, Baselines)
+    assert rows["unet"] == ["5,078,609", "5,468,705"]
+    assert rows["tv"] == ["0"]
 
 
 @pytest.mark.parametrize("name", ["unet", "unet_demo", "convresnet_demo", "diffnet"])
@@ -44,18 +48,31 @@ def test_baselines_start_at_the_identity(name: str) -> None:
     assert torch.allclose(net(z), z, atol=1e-5)
 
 
-def test_diffnet_step_is_a_diffusion_stencil() -> None:
+def test_diffnet_step_is_a_five_point_stencil() -> None:
     u = torch.rand(2, 1, 8, 8, dtype=torch.float64)
     diffs = DiffNet.neighbour_differences(u)
     assert diffs.shape == (2, 4, 8, 8)
     assert torch.allclose(diffs[0, 1, 0, 0], u[0, 0, 1, 0] - u[0, 0, 0, 0])  # south neighbour
     assert torch.all(diffs[:, 0, 0] == 0)  # no flux across the top border
-    # constant images are fixed points whatever the predicted conductivities
-    net = DiffNet(steps=2, hidden=4)
-    for layer in net.nets:
-        torch.nn.init.normal_(layer[-1].weight)
-    c = torch.full((1, 1, 8, 8), 0.3)
-    assert torch.allclose(net(c), c)
+    # u + tau (sum_n k_n u_n - k_0 u), here at an inner pixel
+    k = torch.rand(2, 5, 8, 8, dtype=torch.float64)
+    step = DiffNet.stencil_step(u, k, torch.tensor(0.2, dtype=torch.float64))
+    i, j = 3, 4
+    neighbours = [u[0, 0, i - 1, j], u[0, 0, i + 1, j], u[0, 0, i, j - 1], u[0, 0, i, j + 1]]
+    centre = u[0, 0, i, j]
+    flux = sum(k[0, n + 1, i, j] * v for n, v in enumerate(neighbours)) - k[0, 0, i, j] * centre
+    assert torch.allclose(step[0, 0, i, j], centre + 0.2 * flux)
+    # with a zero row sum (k_0 = sum_n k_n) it is a diffusion step: constants are fixed points
+    k[:, 0] = k[:, 1:].sum(dim=1)
+    c = torch.full((2, 1, 8, 8), 0.3, dtype=torch.float64)
+    assert torch.allclose(DiffNet.stencil_step(c, k, torch.tensor(0.2)), c)
+
+
+def test_diffnet_matches_arridge_hauptmann_counts() -> None:
+    # per step: 3x3 convolutions 1 -> 32 -> 32 -> 32 -> 5 with biases, and the step size
+    per_step = (9 * 32 + 32) + 2 * (9 * 32 * 32 + 32) + (9 * 32 * 5 + 5) + 1
+    net = build_baseline(BASELINES["diffnet"])
+    assert count_parameters(net) == 5 * per_step == 101_310
 
 
 @pytest.mark.parametrize(

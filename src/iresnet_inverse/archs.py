@@ -11,7 +11,9 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     "toy": {"kind": "dense", "blocks": 6, "dim": 2, "hidden": 64, "layers": 2, "activation": "elu"},
 }
 
-# Table 1 for unet and convresnet; the *_demo variants are ours, sized for the CPU demo.
+# Table 1 for unet, convresnet and diffnet (parameter counts: `iresnet-inverse describe`; the U-Net
+# has 5,078,609 against Table 1's 5,468,705, see README); the *_demo variants are ours, sized for
+# the CPU demo.
 # ``tv`` is not a network: its only "training" is the search for alpha.
 BASELINES: dict[str, dict[str, Any]] = {
     "unet": {"kind": "unet", "scales": 5, "width": 16, "kernel_size": 5},

@@ -204,13 +204,23 @@ def cmd_methods_table(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def cmd_describe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.archs import ARCHITECTURES, BASELINES
     from iresnet_inverse.config import architecture, cells
     from iresnet_inverse.nets.iresnet import count_parameters
     from iresnet_inverse.train import build_network
 
+    # Trainable parameters in Table 1 of Arndt & Nickel (2024), shown beside ours for the
+    # built-in specs (README, Baselines: why our U-Net has fewer).
+    table1 = {
+        "iresnet": 4_263_700,
+        "iresnet_small": 640_140,
+        "diffnet": 101_310,
+        "unet": 5_468_705,
+        "convresnet": 4_263_873,
+    }
     size = cfg["data"]["patch_size"]
     archs = list(dict.fromkeys(cell["arch"] for cell in cells(cfg)))
-    print(f"{'arch':<18} {'kind':<11} {'parameters':>12}   (patch size {size})")
+    print(f"{'arch':<18} {'kind':<11} {'parameters':>12} {'Table 1':>12}   (patch size {size})")
     for arch in archs:
         spec = architecture(cfg, arch)
         cell = next(c for c in cells(cfg) if c["arch"] == arch)
@@ -222,7 +232,9 @@ def cmd_describe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
             "operator_params": cfg["operators"][cell["operator"]],
         }
         net = build_network(spec, meta)
-        print(f"{arch:<18} {spec['kind']:<11} {count_parameters(net):>12,}")
+        builtin = {**ARCHITECTURES, **BASELINES}.get(arch)
+        paper = f"{table1[arch]:>12,}" if arch in table1 and spec == builtin else ""
+        print(f"{arch:<18} {spec['kind']:<11} {count_parameters(net):>12,} {paper}".rstrip())
     print(f"{len(cells(cfg))} training cells")
 
 

@@ -98,41 +98,53 @@ class ConvResNet(torch.nn.Module):
 
 
 class DiffNet(torch.nn.Module):
-    """Learned nonlinear diffusion (after Arridge & Hauptmann 2020): per step a small CNN reads
-    the current image and predicts conductivities on the four links of every pixel; an explicit
-    step u + tau * sum_n w_n (u_n - u) follows. Conductivities may be negative, so the net can
-    learn backward diffusion (sharpening)."""
+    """Learned nonlinear diffusion, as in Arridge & Hauptmann 2020 (their ``DiffNet_nonlin.py``):
+    per step a CNN (``layers`` 3x3 convolutions with ``hidden`` channels and ReLU, then a 3x3
+    convolution to 5 channels) reads the current image and predicts a five-point stencil per
+    pixel, coefficients k_0 for the centre and k_n for the north, south, west and east
+    neighbours; an explicit step u + tau * (sum_n k_n u_n - k_0 u) follows, with a learnable
+    step size tau per step (initially 0.2). The stencil is free (a non-stationary filter): with
+    k_0 = sum_n k_n it is a diffusion step with link conductivities k_n, which may be negative
+    (backward diffusion, sharpening). Neighbours across the border are the pixel itself."""
 
-    def __init__(self, steps: int = 5, hidden: int = 32) -> None:
+    def __init__(self, steps: int = 5, hidden: int = 32, layers: int = 3) -> None:
         super().__init__()
-        self.nets = torch.nn.ModuleList(
-            torch.nn.Sequential(
-                torch.nn.Conv2d(1, hidden, 3, padding=1, padding_mode="replicate"),
-                torch.nn.ReLU(),
-                torch.nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="replicate"),
-                torch.nn.ReLU(),
-                _zero(torch.nn.Conv2d(hidden, 4, 3, padding=1, padding_mode="replicate")),
-            )
-            for _ in range(steps)
-        )
-        self.step_sizes = torch.nn.Parameter(torch.full((steps,), 0.1))
+
+        def estimator() -> torch.nn.Sequential:
+            body: list[torch.nn.Module] = []
+            for c_in in [1] + [hidden] * (layers - 1):
+                body += [
+                    torch.nn.Conv2d(c_in, hidden, 3, padding=1, padding_mode="replicate"),
+                    torch.nn.ReLU(),
+                ]
+            last = torch.nn.Conv2d(hidden, 5, 3, padding=1, padding_mode="replicate")
+            return torch.nn.Sequential(*body, _zero(last))
+
+        self.nets = torch.nn.ModuleList(estimator() for _ in range(steps))
+        self.step_sizes = torch.nn.Parameter(torch.full((steps,), 0.2))
 
     @staticmethod
-    def neighbour_differences(u: torch.Tensor) -> torch.Tensor:
-        """u_n - u for the north, south, west and east neighbours (zero across the border)."""
+    def neighbours(u: torch.Tensor) -> torch.Tensor:
+        """The north, south, west and east neighbours u_n (the pixel itself across the border)."""
         p = F.pad(u, (1, 1, 1, 1), mode="replicate")
-        return (
-            torch.cat(
-                [p[..., :-2, 1:-1], p[..., 2:, 1:-1], p[..., 1:-1, :-2], p[..., 1:-1, 2:]], dim=1
-            )
-            - u
+        return torch.cat(
+            [p[..., :-2, 1:-1], p[..., 2:, 1:-1], p[..., 1:-1, :-2], p[..., 1:-1, 2:]], dim=1
         )
+
+    @classmethod
+    def neighbour_differences(cls, u: torch.Tensor) -> torch.Tensor:
+        """u_n - u for the four neighbours (zero across the border)."""
+        return cls.neighbours(u) - u
+
+    @classmethod
+    def stencil_step(cls, u: torch.Tensor, k: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        """u + tau * (sum_n k_n u_n - k_0 u) for coefficients k = (k_0, k_N, k_S, k_W, k_E)."""
+        return u + tau * ((k[:, 1:] * cls.neighbours(u)).sum(dim=1, keepdim=True) - k[:, :1] * u)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         u = z
         for net, tau in zip(self.nets, self.step_sizes, strict=True):
-            weights = net(u)
-            u = u + tau * (weights * self.neighbour_differences(u)).sum(dim=1, keepdim=True)
+            u = self.stencil_step(u, net(u), tau)
         return u
 
 
