@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from iresnet_inverse import bayes
 from iresnet_inverse.artifacts import read_dataset
@@ -57,3 +58,63 @@ def test_toy_cell_through_the_command_line(tmp_path: Path) -> None:
     assert float(ds["noise_factor"].values[0]) == 1.0 and str(ds["prior"].values[0]) == "bimodal"
     assert np.isfinite(ds["forward_error"].values).all()
     assert not (tmp_path / "cell" / "resume.pt").exists()
+
+
+@pytest.mark.parametrize(("eps", "delta"), [(1.0, 0.4), (0.5, 0.3)])
+def test_divergence_training_gives_the_gaussian_map(tmp_path: Path, eps: float, delta: float):
+    """Heilenkoetter (2025), Theorem 2, on the Gaussian prior N(0, Sigma), Sigma = diag(1, 0.5^2),
+    and A = diag(1, eps): the minimizer of E[1/2 ||phi(x) - A^T y||^2 - delta^2 div phi(x)] is
+    phi(x) = A^T A x - delta^2 grad log p(x) = M x with M = A^T A + delta^2 Sigma^-1, so
+    phi^-1(A^T y) = M^-1 A^T y, the MAP point, here in closed form (computed below, not by
+    ``bayes``). A small dense iResNet trained by ``train_toy_cell`` must reproduce it.
+
+    Tolerance: the mean distance to the MAP must be below 5 % of the mean distance between
+    the MAP and the unregularized solution A^-1 y (the size of what the regularizer does; at
+    eps = 1 that is MAP - y), and so also below 5 % of the mean norm of the MAP.
+    """
+    from iresnet_inverse.config import validate
+    from iresnet_inverse.toy2d import train_toy_cell
+
+    cell = {
+        "prior": "gaussian",
+        "eps": eps,
+        "noise_level": delta,
+        "lipschitz": 0.99,
+        "objective": "divergence",
+        "noise_factor": 1.0,
+        "seed": 0,
+    }
+    settings = validate(
+        {
+            "epochs": 40,
+            "batch_size": 256,
+            "learning_rate": 3e-3,
+            "lr_schedule": "cosine",
+            "solver": {"method": "anderson", "tol": 1e-6, "max_iter": 200},
+        },
+        "train",
+    )
+    spec = {"kind": "dense", "blocks": 2, "hidden": 32, "layers": 2, "activation": "elu"}
+    ref = reference_dataset("gaussian", eps, delta, points=200, seed=1)
+    ds = train_toy_cell(cell, ref, spec, settings, 8192, tmp_path, log=lambda msg: None)
+
+    A, sigma = np.diag([1.0, eps]), np.diag([1.0, 0.25])
+    M = A.T @ A + delta**2 * np.linalg.inv(sigma)
+    y = ref["y"].values
+    exact_map = np.linalg.solve(M, A.T @ y.T).T
+    np.testing.assert_allclose(ref["map"].values, exact_map, atol=1e-6)  # bayes agrees
+    unregularized = np.linalg.solve(A, y.T).T
+
+    err = np.linalg.norm(ds["reconstruction"].values - exact_map, axis=1).mean()
+    shift = np.linalg.norm(exact_map - unregularized, axis=1).mean()
+    assert shift > 0.25 * np.linalg.norm(exact_map, axis=1).mean()  # MAP is far from A^-1 y
+    assert err < 0.05 * shift
+    assert err < 0.05 * np.linalg.norm(exact_map, axis=1).mean()
+
+    # phi itself is the Theorem-2 minimizer M x where the prior has mass (|x_i| <= 2 sd).
+    grid = ds["grid"].values.reshape(-1, 2)
+    inside = (np.abs(grid[:, 0]) <= 2.0) & (np.abs(grid[:, 1]) <= 1.0)
+    phi = ds["grid_forward"].values.reshape(-1, 2)[inside]
+    target = grid[inside] @ M.T
+    rel = np.linalg.norm(phi - target, axis=1).mean() / np.linalg.norm(target, axis=1).mean()
+    assert rel < 0.05
