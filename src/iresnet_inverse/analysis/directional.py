@@ -4,18 +4,31 @@ For an image x0 we look for a unit direction h maximizing
 
     J(h) = ||D phi(x0) h||^2 - ||D F(x0) h||^2,
 
-a direction that the network phi keeps (||D phi h|| >= 1 - L by the Lipschitz constraint)
-while the true operator F nearly annihilates it: there phi regularizes. At fixed x0, J is a
+a direction that the network phi keeps while the true operator F nearly annihilates it: there
+phi regularizes. At fixed x0, J is a
 quadratic form h^T A h with A = D phi^T D phi - D F^T D F, so its gradient 2 A h costs one JVP
 (torch.func.jvp) and one VJP (torch.func.vjp, linearized once at x0) per map. The ascent is
 projected onto the unit sphere of the allowed directions (optionally only pixels of a mask).
 Restarts run together, vectorized with torch.func.vmap. The maximizer is not unique (the
 paper notes this too); the directions are examples.
 
+What the Lipschitz constraint guarantees, and where. An image network is phi = mean o Phi o c
+with c(v) = (v, ..., v) the copy into X^M and Phi the invertible core on X^M (paper Sec. 4.1).
+Lip(Phi^-1) <= 1/(1 - L) gives ||D Phi(w) k|| >= (1 - L) ||k|| for every k in X^M; in a diagonal
+direction k = c h, with ||c h|| = sqrt(M) ||h||, that is
+
+    ||D Phi(c x0)(c h)|| / sqrt(M) >= (1 - L) ||h||        (``lifted_directional_norms``).
+
+The paper's ||D phi(x0) h|| >= 1 - L is *not* a guarantee once M > 1: the channel mean can
+cancel what Phi keeps (two channels, two linear blocks, each rotating the channel pair, make
+phi the zero map; tests/test_analysis.py builds it). Since ||mean(u)|| <= ||u|| / sqrt(M),
+||D phi(x0) h|| is at most the lifted norm, and the two agree for M = 1 or unlifted nets.
+
 Also here: the rule for the "subject" of a named image (``subject_mask``) and a loader for
 user-given masks (``load_mask``).
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +39,8 @@ from PIL import Image
 from scipy import ndimage
 from skimage.filters import gaussian, threshold_otsu
 from torch.func import jvp, vjp, vmap
+
+from iresnet_inverse.nets.iresnet import IResNet
 
 ImageMap = Callable[[torch.Tensor], torch.Tensor]
 
@@ -40,7 +55,7 @@ class DirectionalResult:
     """
 
     direction: torch.Tensor
-    phi_norm: float  # ||D phi(x0) h||
+    phi_norm: float  # ||D phi(x0) h|| (no lower bound for a lifted phi; module docstring)
     operator_norm: float  # ||D F(x0) h||
     objective: float  # phi_norm^2 - operator_norm^2
     trace: np.ndarray
@@ -160,6 +175,31 @@ def directional_norms(G: ImageMap, x0: torch.Tensor, directions: torch.Tensor) -
     """||D G(x0) h|| for each direction h of a stack (n, 1, H, W), e.g. phi vs F on one h."""
     forward, _ = _linear_maps(G, x0.detach())
     return forward(directions.unsqueeze(1)).flatten(1).norm(dim=1)
+
+
+def lifted_core(net: torch.nn.Module) -> tuple[ImageMap, int] | None:
+    """(x -> Phi(c x), M) for an iResNet (M = 1 when it does not lift), else None."""
+    if not isinstance(net, IResNet):
+        return None
+    return (lambda x: net.core_forward(net.lift(x))), max(int(net.lift_channels), 1)
+
+
+@torch.no_grad()
+def lifted_directional_norms(
+    net: IResNet, x0: torch.Tensor, directions: torch.Tensor
+) -> torch.Tensor:
+    """||D Phi(c x0)(c h)|| / sqrt(M) for each direction h of a stack (n, 1, H, W).
+
+    Phi is the iResNet's invertible core on X^M and c the copy X -> X^M; the division by
+    sqrt(M) = ||c h|| / ||h|| makes this the gain per unit of ||h||. By Lip(Phi^-1) <= 1/(1 - L)
+    it is >= (1 - L) ||h|| for every h: the lower bound the Lipschitz constraint guarantees
+    (unlike ||D phi(x0) h||, which it bounds from above; module docstring).
+    """
+    core = lifted_core(net)
+    if core is None:
+        raise TypeError(f"need an IResNet, got {type(net).__name__}")
+    G, channels = core
+    return directional_norms(G, x0, directions) / math.sqrt(channels)
 
 
 # --- the subject of an image ------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Two uses: (1) describe the spectral clusters of saliency kernels by the share of their pixels
 on weak and strong Canny edges, and name the "edge cluster" (drawn green in the figures);
 (2) the manual clustering of the paper's Fig. 15: edge pixels versus smooth pixels, a fixed
-number of equidistant pixels of each per image, and the mean kernel of each over many images.
+number of equidistant pixels of each per image, and the mean kernel of each pooled over many
+images (the probes pass the whole test split, as the paper clusters every test image).
 
 Weak/strong rule (``canny_edges``): Canny runs on the image smoothed by a Gaussian of
 ``sigma``; its intermediate image is the Sobel gradient magnitude of that smoothed image

@@ -3,7 +3,8 @@
 phi is the network's forward map (the learned forward operator), F the true operator. Both
 are probed at the same images, pixels and seeds, so the figures compare like with like:
 directional derivatives (``directional_dataset``) and saliency kernels with their clusters
-(``saliency_dataset``).
+(``saliency_dataset``). The manual edge/smooth cluster means of Fig. 15 pool every image of the
+test split (the paper clusters each test image); the named images are for the pictures.
 """
 
 import time
@@ -17,6 +18,8 @@ from tqdm import tqdm
 
 from iresnet_inverse.analysis.clustering import select_k, spectral_clusters
 from iresnet_inverse.analysis.directional import (
+    lifted_core,
+    lifted_directional_norms,
     load_mask,
     max_regularization_direction,
     subject_mask,
@@ -60,13 +63,19 @@ def directional_dataset(
     device: torch.device | str = "cpu",
 ) -> xr.Dataset:
     """Directions h maximizing ||D phi h||^2 - ||D F h||^2 at every named image, over the whole
-    image and restricted to its subject, with both norms and the ascent traces."""
+    image and restricted to its subject, with both norms and the ascent traces.
+
+    For an iResNet phi = mean o Phi o c also ``lifted_norm`` = ||D Phi(c x0)(c h)|| / sqrt(M) on
+    the same h: the quantity that the Lipschitz constraint bounds below by 1 - L (see
+    ``analysis.directional``); ``phi_norm`` has no such bound when M > 1. NaN for other nets."""
     device = torch.device(device)
     masks = subject_masks(named, names, settings)
     steps = settings["steps"]
     shape = (len(names), len(REGIONS))
     direction = np.zeros((*shape, *named.shape[1:]), dtype=np.float32)
     phi_norm, operator_norm, gain = (np.zeros(shape) for _ in range(3))
+    lifted_norm = np.full(shape, np.nan)
+    lifted = lifted_core(phi) is not None
     trace = np.full((*shape, steps + 1), np.nan)
     jobs = [(i, r) for i in range(len(names)) for r in range(len(REGIONS))]
     for i, r in tqdm(jobs, desc="directional derivatives", mininterval=5):
@@ -81,6 +90,10 @@ def directional_dataset(
             seed=settings["seed"],
         )
         direction[i, r] = result.direction[0, 0].cpu().numpy()
+        if lifted:
+            lifted_norm[i, r] = float(
+                lifted_directional_norms(phi, _image(named, i, device), result.direction)[0]
+            )
         phi_norm[i, r], operator_norm[i, r] = result.phi_norm, result.operator_norm
         gain[i, r] = result.objective
         trace[i, r, : len(result.trace)] = result.trace
@@ -88,7 +101,10 @@ def directional_dataset(
     return xr.Dataset(
         {
             "direction": variable((*dims, "ny", "nx"), direction, "unit direction h"),
-            "phi_norm": variable(dims, phi_norm, "||D phi(x0) h||"),
+            "phi_norm": variable(dims, phi_norm, "||D phi(x0) h|| (no lower bound guaranteed)"),
+            "lifted_norm": variable(
+                dims, lifted_norm, "||D Phi(c x0)(c h)|| / sqrt(M) on X^M (>= 1 - L guaranteed)"
+            ),
             "operator_norm": variable(dims, operator_norm, "||D F(x0) h||"),
             "regularization": variable(dims, gain, "||D phi h||^2 - ||D F h||^2"),
             "trace": variable((*dims, "step"), trace, "objective along the best ascent"),
@@ -108,11 +124,19 @@ def saliency_dataset(
     names: list[str],
     settings: Mapping[str, Any],
     device: torch.device | str = "cpu",
+    test: np.ndarray | None = None,
 ) -> xr.Dataset:
     """Saliency kernels of F and phi at one fixed pixel set P on every named image, their
     spectral clusters with edge statistics, the elbow/gap/gap* curves (first image) and the
-    manual edge/smooth cluster means over all named images."""
+    manual edge/smooth cluster means (Fig. 15).
+
+    The manual means pool the ``per_cluster`` edge and smooth pixels of every image of ``test``
+    (n, H, W), the test split, so that every sampled pixel weighs the same; ``test=None`` falls
+    back to the named images. How many images and pixels went in is recorded."""
     device = torch.device(device)
+    manual_source = named if test is None else np.asarray(test, dtype=np.float32)
+    if manual_source.ndim != 3 or not len(manual_source):
+        raise ValueError(f"need a stack (n, H, W) of test images, got {manual_source.shape}")
     crop, k, seed = settings["crop"], settings["clusters"], settings["seed"]
     size = named.shape[1:]
     interior = (size[0] - crop + 1) * (size[1] - crop + 1)
@@ -132,6 +156,7 @@ def saliency_dataset(
     curves |= {c: np.zeros((len(MAPS), k_max)) for c in ("gap_star", "gap_star_se")}
     chosen = {c: np.zeros(len(MAPS), dtype=np.int64) for c in ("k_elbow", "k_gap", "k_gap_star")}
     manual = np.zeros((len(MAPS), 2, crop, crop))
+    manual_pixels = np.zeros(2, dtype=np.int64)
     edge_maps = [canny_edges(image) for image in named]
     for i, edge_map in enumerate(edge_maps):
         weak[i], strong[i] = edge_map.weak, edge_map.strong
@@ -156,11 +181,12 @@ def saliency_dataset(
             chosen[c][m] = getattr(selection, c)
         means = manual_cluster_means(
             maps[name],
-            [_image(named, i, device) for i in range(n_img)],
+            (_image(manual_source, i, device) for i in range(len(manual_source))),
             settings["per_cluster"],
             crop,
         )
         manual[m] = means.edge, means.smooth
+        manual_pixels[:] = means.edge_count, means.smooth_count  # the same pixels for both maps
     img = ("name", "ny", "nx")
     per_cluster = ("map", "name", "cluster")
     descriptions = {
@@ -190,7 +216,19 @@ def saliency_dataset(
             **{c: variable(("map", "k"), v, descriptions[c]) for c, v in curves.items()},
             **{c: variable(("map",), v, f"k chosen by {c[2:]}") for c, v in chosen.items()},
             "manual_kernel": variable(
-                ("map", "manual", "ky", "kx"), manual, "mean kernel of the manual cluster"
+                ("map", "manual", "ky", "kx"),
+                manual,
+                "mean kernel of the manual cluster over the "
+                + ("named images" if test is None else "test images"),
+            ),
+            "manual_images": variable(
+                (),
+                np.int64(len(manual_source)),
+                "images in the manual cluster means"
+                + (" (the named images)" if test is None else " (the test split)"),
+            ),
+            "manual_pixels": variable(
+                ("manual",), manual_pixels, "pixels in the manual cluster mean, all images"
             ),
             "weak_edge": variable(img, weak, "weak Canny edge"),
             "strong_edge": variable(img, strong, "strong Canny edge"),
@@ -219,7 +257,8 @@ def probe_model_file(
     probe: str, model_path: str, images_path: str, config: Mapping[str, Any]
 ) -> tuple[xr.Dataset, dict[str, Any]]:
     """Load a trained cell and run one probe ("directional" or "saliency") on the named
-    test images against the cell's true operator."""
+    test images against the cell's true operator; the saliency probe's manual cluster means
+    run over the whole test split."""
     from iresnet_inverse.artifacts import read_dataset
     from iresnet_inverse.operators import get_operator
     from iresnet_inverse.runtime import resolve_device
@@ -232,5 +271,10 @@ def probe_model_file(
     images = read_dataset(images_path)
     named = images["named"].values.astype(np.float32)
     names = [str(n) for n in images["name"].values]
-    ds = PROBES[probe](net, operator.eval(), named, names, config["analysis"], device)
+    extra = {}
+    if probe == "saliency":
+        from iresnet_inverse.data.observations import paired_split
+
+        extra["test"] = paired_split(images, None, "test")[0]
+    ds = PROBES[probe](net, operator.eval(), named, names, config["analysis"], device, **extra)
     return ds, cell

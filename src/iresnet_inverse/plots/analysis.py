@@ -109,7 +109,9 @@ def plot_directional_norms(
     directional: str | Path, saliency: str | Path, stem: str | Path, dpi: int = 150
 ) -> list[Path]:
     """||D phi h|| (red) and ||D F h|| (blue) against delta, mean over the named images; solid
-    for the whole image, dashed for the subject (Fig. 12)."""
+    for the whole image, dashed for the subject (Fig. 12). Where the dataset holds it, also the
+    lifted ||D Phi(c x0)(c h)|| / sqrt(M) (purple) with its guaranteed lower bound 1 - L (gray):
+    the bound holds for Phi on X^M, not for phi = mean o Phi o c (``analysis.directional``)."""
     ds = _probed(read_dataset(directional), "phi_norm")
     operators = _operators(ds, "phi_norm")
     fig, axes = plt.subplots(
@@ -118,15 +120,17 @@ def plot_directional_norms(
     for ax, op in zip(axes[0], operators, strict=True):
         cells = _over_delta(ds, "phi_norm", op)
         deltas = [d for d, _ in cells]
+        lifted = "lifted_norm" in ds and all(_has(c["lifted_norm"]) for _, c in cells)
+        lines = [("phi_norm", "tab:red", "‖∂hφ‖"), ("operator_norm", "tab:blue", "‖∂hF‖")]
+        if lifted:
+            lines.append(("lifted_norm", "tab:purple", "‖∂chΦ‖/√M"))
         for region, style in (("image", "-"), ("subject", "--")):
-            for var, color, name in (
-                ("phi_norm", "tab:red", "φ"),
-                ("operator_norm", "tab:blue", "F"),
-            ):
+            for var, color, name in lines:
                 y = [float(c[var].sel(region=region).mean("name")) for _, c in cells]
-                ax.plot(deltas, y, style, marker="o", color=color, label=f"‖∂h{name}‖, {region}")
-        lips = sorted({float(c["lipschitz"]) for _, c in cells})
-        ax.axhline(1 - max(lips), color="gray", lw=0.8, ls=":", label="1 − L")
+                ax.plot(deltas, y, style, marker="o", color=color, label=f"{name}, {region}")
+        if lifted:  # the bound of the lifted norm only: phi on X has none
+            lips = sorted({float(c["lipschitz"]) for _, c in cells})
+            ax.axhline(1 - max(lips), color="gray", lw=0.8, ls=":", label="1 − L ≤ ‖∂chΦ‖/√M")
         ax.set(title=op, ylabel="norm (mean over images)")
         noise_level_axis(ax, deltas)
         ax.legend(fontsize=6)
@@ -272,8 +276,9 @@ def plot_cluster_selection(
 def plot_manual_clusters(
     directional: str | Path, saliency: str | Path, stem: str | Path, dpi: int = 150
 ) -> list[Path]:
-    """Mean kernels of the manual edge (left) and smooth (right) clusters over the named
-    images, for F and for phi at every delta (Fig. 15)."""
+    """Mean kernels of the manual edge (left) and smooth (right) clusters, pooled over the N
+    test images (the named images in datasets written before the test split was used), for F
+    and for phi at every delta (Fig. 15)."""
     ds = _probed(read_dataset(saliency), "saliency_seconds")
     operators = _operators(ds, "saliency_seconds")
     cols = 1 + max(len(_over_delta(ds, "saliency_seconds", op)) for op in operators)
@@ -293,7 +298,12 @@ def plot_manual_clusters(
             _pair(axes[i, j], kernels.sel(manual="edge"), kernels.sel(manual="smooth"), title)
         for ax in axes[i, len(panels) :]:
             ax.axis("off")
-    fig.suptitle("manual clusters: mean kernel on edges (left) and in smooth regions (right)")
+    over = "the named images"
+    if "manual_images" in ds and _has(ds["manual_images"]):
+        over = f"the {int(np.nanmax(ds['manual_images'].values))} test images"
+    fig.suptitle(
+        f"manual clusters over {over}: mean kernel on edges (left) and in smooth regions (right)"
+    )
     return save_figure(fig, stem, dpi)
 
 
