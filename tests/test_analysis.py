@@ -11,6 +11,7 @@ from iresnet_inverse.analysis import probes
 from iresnet_inverse.analysis.clustering import select_k, spectral_clusters
 from iresnet_inverse.analysis.directional import (
     directional_norms,
+    lifted_directional_norms,
     load_mask,
     max_regularization_direction,
     subject_mask,
@@ -107,6 +108,8 @@ def test_batched_vjp_rows_equal_dense_jacobian(which):
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("kind", ["random", "aligned"])
 def test_directions_respect_the_lipschitz_bound(kind, masked):
+    # SPEC has channels = 1: no lifting, phi = Phi, so ||D phi h|| >= 1 - L does hold here
+    # (for M > 1 it does not: test_phi_on_x_has_no_lower_bound)
     lipschitz, size = 0.9, 12
     if kind == "random":  # every projection active: Lip(f_i) = L_i
         net = _net(lipschitz, size, gain=10.0)
@@ -162,6 +165,103 @@ def test_directional_ascent_finds_the_top_singular_vector():
     torch.testing.assert_close(norms, torch.tensor([gain, 1.0], dtype=torch.float64))
 
 
+def _lifted_net(channels: int, lipschitz: float, size: int, kind: str) -> torch.nn.Module:
+    """A lifted iResNet in float64: random weights (every projection active, channels mixed by
+    a random nonzero output conv) or the aligned channel-wise blur (tight 1 - L)."""
+    spec = {**SPEC, "channels": channels}
+    net = build_iresnet(spec, lipschitz, image_size=size)
+    net = random_residuals(net, gain=10.0) if kind == "random" else gaussian_residuals(net)
+    net = net.double().eval()
+    net.refresh_norms(tol=1e-12, max_iter=5000)
+    return net
+
+
+@pytest.mark.parametrize(
+    ("channels", "kind"), [(1, "random"), (3, "random"), (2, "random"), (2, "aligned")]
+)
+def test_lifted_core_keeps_the_lipschitz_lower_bound(channels, kind):
+    """||D Phi(c x)(c h)|| / sqrt(M) >= (1 - L) ||h|| for every h, and ||D Phi(c x) k|| >=
+    (1 - L) ||k|| for every k in X^M: the guarantee of Lip(Phi^-1) <= 1 / (1 - L), checked on
+    the dense Jacobians; the lifted norms are those of the Jacobian and bound ||D phi h||."""
+    lipschitz, size = 0.9, 6
+    net = _lifted_net(channels, lipschitz, size, kind)
+    if kind == "random" and channels > 1:  # the output conv mixes the channels: they differ
+        assert float(net.blocks[0].residual.conv_out.weight.detach().abs().min()) > 0
+    gen = torch.Generator().manual_seed(channels)
+    x0 = torch.rand(1, 1, size, size, dtype=torch.float64, generator=gen)
+    lifted = net.lift(x0).contiguous()
+    assert lifted.shape[1] == channels
+    jac_core = torch.autograd.functional.jacobian(net.core_forward, lifted)
+    jac_core = jac_core.reshape(channels * size * size, channels * size * size)
+    assert float(torch.linalg.svdvals(jac_core).min()) >= 1 - lipschitz - 1e-9
+    jac_diag = torch.autograd.functional.jacobian(
+        lambda x: net.core_forward(net.lift(x)) / channels**0.5, x0
+    ).reshape(channels * size * size, size * size)
+    sigma = torch.linalg.svdvals(jac_diag)
+    assert float(sigma.min()) >= 1 - lipschitz - 1e-9
+    if kind == "aligned":  # smooth components contract at the full rate: the bound is nearly tight
+        assert float(sigma.min()) <= 2 * (1 - lipschitz)
+    h = torch.randn(5, 1, size, size, dtype=torch.float64, generator=gen)
+    h = h / h.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    norms = lifted_directional_norms(net, x0, h)
+    torch.testing.assert_close(norms, (jac_diag @ h.flatten(1).T).norm(dim=0))
+    assert (norms >= 1 - lipschitz - 1e-9).all()
+    assert (directional_norms(net, x0, h) <= norms + 1e-12).all()  # ||mean u|| <= ||u|| / sqrt M
+    if channels == 1:  # no lifting to speak of: phi = Phi
+        torch.testing.assert_close(directional_norms(net, x0, h), norms)
+    # the least amplified direction found by the ascent (maximize -||D Phi(c x)(c h)||^2 / M)
+    G = lambda x: net.core_forward(net.lift(x)) / channels**0.5  # noqa: E731
+    weakest = max_regularization_direction(lambda x: 0 * x, G, x0, restarts=2, steps=40)
+    assert weakest.operator_norm >= 1 - lipschitz - 1e-9
+
+
+def _rotating_net(lipschitz: float, size: int) -> tuple[torch.nn.Module, float]:
+    """Two channels, two linear blocks, each f_i(v) = a R(theta) v per pixel (R a rotation of
+    the channel pair, a < L_i): Phi = (I - a R)^2 per pixel. With a (sin theta + cos theta) = 1,
+    (1 - a e^{i theta})^2 is imaginary: Phi turns every diagonal c h into the anti-diagonal,
+    whose channel mean is 0. Returns the net and |1 - a e^{i theta}|^2 (the lifted gain)."""
+    spec = {"kind": "conv", "blocks": 2, "channels": 2, "hidden": 2, "kernel_size": 3}
+    net = build_iresnet(spec, lipschitz, image_size=size)
+    # Inside the bound, also with the 0.1 % grid error of the any-size bound: no projection
+    # rescales the weights (asserted below).
+    a = 0.99 * net.blocks[0].lipschitz
+    theta = np.arcsin(1 / (a * np.sqrt(2))) - np.pi / 4
+    rotation = torch.tensor([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    with torch.no_grad():
+        for block in net.blocks:
+            res = block.residual
+            res.conv_in.weight.zero_()
+            res.conv_in.weight[:, :, 1, 1] = np.sqrt(a) * rotation
+            res.conv_out.weight.copy_(np.sqrt(a) * torch.eye(2)[:, :, None, None])
+            res.conv_in.bias.zero_(), res.conv_out.bias.zero_(), res.threshold.zero_()
+    net = net.double().eval()
+    net.refresh_norms(tol=1e-12, max_iter=5000)
+    for layer in (lay for block in net.blocks for lay in block.residual.layers()):
+        assert torch.equal(layer.effective_weight(), layer.weight)
+    return net, float(1 - 2 * a * np.cos(theta) + a**2)
+
+
+def test_phi_on_x_has_no_lower_bound():
+    """The counterexample behind the README: a lifted net that meets every block bound (so
+    Phi's guarantee holds) while ||D phi(x) h|| = 0 < 1 - L for every h (phi is the zero map)."""
+    lipschitz, size = 0.99, 8
+    net, gain = _rotating_net(lipschitz, size)
+    assert max(net.lipschitz_certificate()) <= net.blocks[0].lipschitz + 1e-9
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.rand(1, 1, size, size, dtype=torch.float64, generator=gen)
+    h = torch.randn(4, 1, size, size, dtype=torch.float64, generator=gen)
+    h = h / h.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    phi_norms = directional_norms(net, x0, h)
+    lifted = lifted_directional_norms(net, x0, h)
+    assert float(phi_norms.max()) < 1e-3 * (1 - lipschitz)  # far below 1 - L = 0.01
+    torch.testing.assert_close(lifted, torch.full_like(lifted, gain))
+    assert gain >= 1 - lipschitz
+    assert float(net(x0).detach().abs().max()) < 1e-6  # phi is not even injective (float32 weights)
+    # the ascent on phi's directional derivative finds it too (maximize -||D phi h||^2)
+    weakest = max_regularization_direction(lambda x: 0 * x, net, x0, restarts=2, steps=5)
+    assert weakest.operator_norm < 1 - lipschitz
+
+
 def test_subject_mask_and_mask_files(tmp_path):
     img = np.full((32, 32), 0.9)
     img[10:22, 8:20] = 0.1  # a dark subject on a bright background
@@ -182,15 +282,61 @@ def test_subject_mask_and_mask_files(tmp_path):
 # --- clustering -------------------------------------------------------------------------------
 
 
-def test_gap_statistic_picks_three_blobs():
-    centers = [[0.0, 0.0], [6.0, 0.0], [3.0, 6.0]]
-    data, _ = make_blobs(n_samples=150, centers=centers, cluster_std=0.5, random_state=0)
-    sel = select_k(data, k_max=6, references=10, seed=0)
+BLOBS = {
+    2: [[0.0, 0.0], [8.0, 0.0]],
+    3: [[0.0, 0.0], [6.0, 0.0], [3.0, 6.0]],
+    4: [[0.0, 0.0], [8.0, 0.0], [0.0, 8.0], [8.0, 8.0]],
+    5: [[0.0, 0.0], [8.0, 0.0], [0.0, 8.0], [8.0, 8.0], [4.0, 4.0]],
+}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_gap_statistic_picks_three_blobs(k: int, seed: int):
+    """Gap (Tibshirani et al. 2001) and gap* (Mohajer, Englmeier & Schmid 2010) pick the true
+    number of well-separated blobs (std 0.5, centres >= 6 apart; k = 1: one standard normal).
+
+    Five blobs (a square plus its centre) fill the bounding box evenly, so log W_k of the data
+    and of the uniform references fall in parallel for k = 1..3: gap_1 >= gap_2 - s_2 and
+    Tibshirani's smallest-k rule stops at k = 1 there (a known weakness of the log version;
+    the elbow says 4). Gap*, on the linear scale, is still right; it is only asserted there.
+    """
+    if k == 1:
+        data = np.random.default_rng(seed).standard_normal((150, 2))
+        truth = np.zeros(150, dtype=int)
+    else:
+        data, truth = make_blobs(
+            n_samples=150, centers=BLOBS[k], cluster_std=0.5, random_state=seed
+        )
+    sel = select_k(data, k_max=6, references=10, seed=seed)
     assert list(sel.ks) == [1, 2, 3, 4, 5, 6]
     assert np.all(np.diff(sel.dispersion) < 0)
-    assert sel.k_gap == 3
-    assert sel.k_elbow == 3
-    assert 1 <= sel.k_gap_star <= 6
+    assert sel.k_gap_star == k
+    if k <= 4:
+        assert sel.k_gap == k
+    if 2 <= k <= 4:  # the elbow needs a bend; it never picks k = 1
+        assert sel.k_elbow == k
+    # W_k at the true k from the known partition (k-means recovers it on these blobs).
+    w_true = sum(((data[truth == c] - data[truth == c].mean(axis=0)) ** 2).sum() for c in range(k))
+    assert sel.dispersion[k - 1] == pytest.approx(w_true, rel=1e-9)
+    # E*[W_1] of uniform references in the bounding box: (n - 1) sum_j range_j^2 / 12.
+    ranges = data.max(axis=0) - data.min(axis=0)
+    expected_w1 = (len(data) - 1) * (ranges**2 / 12).sum()
+    assert sel.reference_dispersion[0] == pytest.approx(expected_w1, rel=0.1)
+    # gap* and gap are what their definitions say, on the returned curves.
+    np.testing.assert_allclose(sel.gap_star, sel.reference_dispersion - sel.dispersion)
+    np.testing.assert_allclose(sel.gap, sel.reference_log_dispersion - np.log(sel.dispersion))
+    # s*_k = sd(W*_k) sqrt(1 + 1/B) is in units of W: to first order sd(W*) = E*[W] sd(log W*).
+    np.testing.assert_allclose(sel.gap_star_se / sel.reference_dispersion, sel.gap_se, rtol=0.15)
+
+    # The "smallest k with gap_k >= gap_{k+1} - s_{k+1}" rule, which the blobs above do not
+    # exercise (every variant of it agrees there): a curve where the s_{k+1} term decides.
+    from iresnet_inverse.analysis.clustering import _first_k
+
+    ks = np.arange(1, 5)
+    curve, se = np.array([0.0, 1.0, 1.05, 0.5]), np.full(4, 0.1)
+    assert _first_k(ks, curve, se) == 2  # not 3 (no s, +s, or argmax)
+    assert _first_k(ks, np.arange(4.0), se) == 4  # none qualifies: the largest k
 
 
 @pytest.mark.filterwarnings("ignore:Graph is not fully connected")
@@ -293,7 +439,7 @@ PROBE_SETTINGS = {
 
 def test_probe_datasets_of_a_random_net():
     lipschitz, size = 0.9, 24
-    net = _net(lipschitz, size).float()
+    net = _lifted_net(2, lipschitz, size, "random").float()  # the channels differ
     blur = get_operator("blur")
     named = np.random.default_rng(0).random((2, size, size)).astype(np.float32)
     names = ["a", "b"]
@@ -301,7 +447,17 @@ def test_probe_datasets_of_a_random_net():
     assert directional["direction"].shape == (2, 2, size, size)
     norms = np.sqrt((directional["direction"] ** 2).sum(("ny", "nx")))
     np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
-    assert (directional["phi_norm"] >= 1 - lipschitz - 1e-5).all()
+    # the guarantee is on X^M; phi's own norm is only bounded above by it
+    assert (directional["lifted_norm"] >= 1 - lipschitz - 1e-5).all()
+    assert (directional["phi_norm"] <= directional["lifted_norm"] + 1e-5).all()
+    x0 = torch.as_tensor(named[1])[None, None]
+    h = torch.as_tensor(directional["direction"].sel(name="b", region="image").values)[None, None]
+    expected = lifted_directional_norms(net, x0, h)
+    assert float(directional["lifted_norm"].sel(name="b", region="image")) == pytest.approx(
+        float(expected[0]), rel=1e-5
+    )
+    blind = probes.directional_dataset(lambda x: 2 * x, blur, named[:1], ["a"], PROBE_SETTINGS)
+    assert np.isnan(blind["lifted_norm"]).all()  # no iResNet, no lifted core
     subject = directional["direction"].sel(region="subject").where(directional["subject_mask"] == 0)
     assert float(abs(subject).max()) == 0.0  # subject directions vanish outside the mask
 
@@ -316,3 +472,31 @@ def test_probe_datasets_of_a_random_net():
     assert (saliency["cluster_count"].sum("cluster") == 40).all()
     assert set(np.unique(saliency["label"])) <= {0, 1}
     assert saliency["gap"].sizes["k"] == 3 and (saliency["saliency_seconds"] > 0).all()
+
+
+def test_manual_cluster_means_run_over_the_test_split():
+    """Fig. 15's manual means pool every test image (not the named ones), pixel-weighted, and
+    saliency.nc records how many images and pixels went in."""
+    lipschitz, size = 0.9, 24
+    net = _lifted_net(2, lipschitz, size, "random").float()
+    blur = get_operator("blur")
+    named = np.random.default_rng(0).random((2, size, size)).astype(np.float32)
+    test = np.zeros((5, 20, 20), dtype=np.float32)  # test patches need not match named_size
+    for i, s in enumerate(range(6, 11)):
+        test[i, s : s + 5, 7:13] = 1.0  # a bar, its edges >= 5 pixels inside
+    test[4] = np.random.default_rng(1).random((20, 20))
+    ds = probes.saliency_dataset(net, blur, named, ["a", "b"], PROBE_SETTINGS, test=test)
+    assert int(ds["manual_images"]) == 5
+    images = [torch.as_tensor(t)[None, None] for t in test]
+    for which, G in (("operator", blur), ("network", net)):
+        means = manual_cluster_means(G, images, PROBE_SETTINGS["per_cluster"], 9)
+        kernels = ds["manual_kernel"].sel(map=which)
+        np.testing.assert_allclose(kernels.sel(manual="edge"), means.edge, atol=1e-6)
+        np.testing.assert_allclose(kernels.sel(manual="smooth"), means.smooth, atol=1e-6)
+        assert list(ds["manual_pixels"].values) == [means.edge_count, means.smooth_count]
+    assert int(ds["manual_pixels"].sel(manual="edge")) > 4 * PROBE_SETTINGS["per_cluster"]
+    bars = manual_cluster_means(blur, images[:4], PROBE_SETTINGS["per_cluster"], 9)
+    np.testing.assert_allclose(bars.edge, _blur_crop(), atol=1e-5)  # F's own kernel on edges
+    assert "test images" in ds["manual_kernel"].attrs["long_name"]
+    fallback = probes.saliency_dataset(net, blur, named, ["a", "b"], PROBE_SETTINGS)
+    assert int(fallback["manual_images"]) == 2  # without a test split: the named images

@@ -1,29 +1,43 @@
 """Training objectives for an iResNet phi approximating a forward operator F.
 
-All losses are per-sample sums over pixels, averaged over the batch:
+Image networks are trained on the lifted space, as Arndt & Nickel (2024, Sec. 4.1) prescribe:
+"Input and target images z, x in X for training and evaluation of phi are accordingly stacked to
+multichannel representations (z, ..., z), (x, ..., x) in X^M. The mapping of the network's
+output back to the original space X is simply implemented as a mean over all channels. Note that
+in this setting phi is not an invertible mapping on X but on X^M." With Phi the invertible core
+on X^M and c(v) = (v, ..., v) the copy, every term is taken on X^M (per-sample sums over channels
+and pixels, averaged over the batch):
 
-- approximation:  1/2 ||phi(x) - z||^2
-- reconstruction: 1/2 ||phi^-1(z) - x||^2   (implicit gradients through the inverse)
-- logdet:         1/2 ||phi(x) - z||^2 - dhat^2 log|det D phi(x)|
-- divergence:     1/2 ||phi(x) - F*z||^2 - dhat^2 div phi(x)
+- approximation:  1/2 ||Phi(c x) - c z||^2
+- reconstruction: 1/2 ||Phi^-1(c z) - c x||^2   (implicit gradients through the inverse)
+- logdet:         1/2 ||Phi(c x) - c z||^2 - dhat^2 log|det D Phi(c x)|
+- divergence:     1/2 ||Phi(c x) - c F*z||^2 - dhat^2 div Phi(c x)
 - supervised:     1/2 ||net(z) - x||^2       (the learned baselines, which map z to x directly)
 
-with z = F(x) + delta * noise and dhat = factor * delta. The log-det loss makes phi^-1(z) a
-posterior-mean-type estimator, the divergence loss makes phi^-1(F*z) the MAP point
-(Heilenkoetter 2025). Reconstructions are phi^-1(z), except for the divergence objective, which
-inverts the normal-equation data F*z.
+with z = F(x) + delta * noise and dhat = factor * delta. Training the stacked targets makes Phi
+keep the diagonal {c v} on the data, so that the reconstruction mean(Phi^-1(c z)) inverts the
+trained map; a loss after the channel mean (``stacked=False``, kept for comparison) fits only
+mean o Phi o c, whose inverse is not mean o Phi^-1 o c.
+
+How dhat enters on X^M: for a channel-wise Phi = (phi, ..., phi), ||Phi(c x) - c z||^2 =
+M ||phi(x) - z||^2, log|det D Phi| = M log|det D phi| and div Phi = M div phi, so with the same
+dhat every term, and the whole loss, is exactly M times the loss on X: the balance between data
+term and regularizer, and hence the Bayes estimator it targets, does not depend on M.
+
+The log-det loss makes phi^-1(z) a posterior-mean-type estimator, the divergence loss makes
+phi^-1(F*z) the MAP point (Heilenkoetter 2025). Reconstructions are mean(Phi^-1(c z)), except
+for the divergence objective, which inverts the normal-equation data F*z.
 
 For the nonlinear diffusion operator there is no adjoint; we use the transpose of its Jacobian
 at the data itself, F*z := DF(z)^T z (an autograd VJP), which needs nothing but z at test time
 and equals A^T z for a linear operator A. This is our choice; the papers leave it open.
 
 Log-determinant and divergence are exact (Jacobian by autograd) in dimension <= 3. For images,
-the divergence is a Hutchinson estimate E[v^T D phi(x) v] with Rademacher probes v (unbiased).
-The log-determinant of an image iResNet is taken on the lifted space X^M, where phi is invertible:
-log det D Phi = sum_i log det(I - J_fi) with the power series
+the divergence is a Hutchinson estimate E[v^T D Phi v] with Rademacher probes v on X^M (unbiased),
+and log det D Phi = sum_i log det(I - J_fi) with the power series
 log det(I - J) = -sum_{k>=1} tr(J^k)/k, truncated after ``terms`` terms, each trace a Hutchinson
 estimate. Each trace estimate is unbiased; the truncation makes the sum biased, by at most
-d * sum_{k>terms} L_i^k / k per block (d the dimension), which is small for L_i ~ 0.5.
+d * sum_{k>terms} L_i^k / k per block (d the dimension of X^M), small for L_i ~ 0.5.
 """
 
 from collections.abc import Callable
@@ -81,19 +95,28 @@ def exact_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) 
     return torch.stack(rows, dim=1)
 
 
+def lifted_leaf(net: IResNet, x: torch.Tensor) -> torch.Tensor:
+    """c x on X^M (x itself for unlifted nets) as a fresh leaf, for derivatives of Phi."""
+    return net.lift(x.detach()).contiguous().requires_grad_()
+
+
+def _is_low_dimensional(h: torch.Tensor) -> bool:
+    return h.ndim == 2 and h.shape[1] <= EXACT_MAX_DIM
+
+
 def divergence(
     net: IResNet, x: torch.Tensor, estimators: Estimators, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """phi(x) and div phi(x) per sample (exact for d <= 3, Hutchinson otherwise)."""
-    x = x.detach().requires_grad_()
-    if x.ndim == 2 and x.shape[1] <= EXACT_MAX_DIM:
-        jac = exact_jacobian(net, x)
-        return net(x), jac.diagonal(dim1=1, dim2=2).sum(dim=1)
-    y = net(x)
-    total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    """Phi(c x) on X^M and div Phi(c x) per sample (exact for d <= 3, Hutchinson otherwise)."""
+    h = lifted_leaf(net, x)
+    if _is_low_dimensional(h):
+        jac = exact_jacobian(net.core_forward, h)
+        return net.core_forward(h), jac.diagonal(dim1=1, dim2=2).sum(dim=1)
+    y = net.core_forward(h)
+    total = torch.zeros(h.shape[0], dtype=h.dtype, device=h.device)
     for _ in range(estimators.probes):
-        v = _rademacher(x, generator)
-        (vjp,) = torch.autograd.grad(y, x, v, create_graph=True)
+        v = _rademacher(h, generator)
+        (vjp,) = torch.autograd.grad(y, h, v, create_graph=True)
         total = total + _sum_per_sample(vjp * v)
     return y, total / estimators.probes
 
@@ -120,17 +143,33 @@ def block_logdet(
 def logdet(
     net: IResNet, x: torch.Tensor, estimators: Estimators, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """phi(x) and log|det D phi(x)| per sample (on X^M for lifted image networks)."""
-    if x.ndim == 2 and x.shape[1] <= EXACT_MAX_DIM:
-        x = x.detach().requires_grad_()
-        jac = exact_jacobian(net, x)
-        return net(x), torch.linalg.slogdet(jac)[1]
-    h = net.lift(x.detach()).requires_grad_()
-    total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    """Phi(c x) on X^M and log|det D Phi(c x)| per sample (exact for d <= 3, else the
+    truncated Hutchinson power series per block)."""
+    h = lifted_leaf(net, x)
+    if _is_low_dimensional(h):
+        jac = exact_jacobian(net.core_forward, h)
+        return net.core_forward(h), torch.linalg.slogdet(jac)[1]
+    total = torch.zeros(h.shape[0], dtype=h.dtype, device=h.device)
     for block in net.blocks:
         h, ld = block_logdet(block, h, estimators, generator)
         total = total + ld
-    return net.project(h), total
+    return h, total
+
+
+def _mean_space_loss(
+    objective: str, net: IResNet, x: torch.Tensor, z: torch.Tensor, solver: SolverConfig | None
+) -> tuple[torch.Tensor, InverseResult | None]:
+    """The data terms after the channel mean, on X (``stacked=False``): they fit
+    phi = mean o Phi o c only, so phi^-1 is not mean o Phi^-1 o c; kept for comparison."""
+    if objective == "reconstruction":
+        result = net.inverse(z, solver)
+        return 0.5 * _sum_per_sample((result.x - x) ** 2).mean(), result
+    if objective == "approximation":
+        return 0.5 * _sum_per_sample((net(x) - z) ** 2).mean(), None
+    raise ValueError(
+        f"objective {objective!r} has no mean-space loss (log|det D phi| and div phi of the "
+        "non-invertible phi on X are not defined by the lifting); use stacked targets"
+    )
 
 
 def loss(
@@ -143,22 +182,29 @@ def loss(
     solver: SolverConfig | None = None,
     estimators: Estimators | None = None,
     generator: torch.Generator | None = None,
+    stacked: bool = True,
 ) -> tuple[torch.Tensor, InverseResult | None]:
-    """The batch-mean loss of ``objective``, and the inverse result when one was computed."""
+    """The batch-mean loss of ``objective`` (on X^M with stacked targets, see the module
+    docstring), and the inverse result when one was computed."""
     estimators = estimators or Estimators()
     if objective == "supervised":  # baselines: a direct reconstruction map z -> x
         return 0.5 * _sum_per_sample((net(z) - x) ** 2).mean(), None
+    if objective not in OBJECTIVES:
+        valid = ", ".join((*OBJECTIVES, "supervised"))
+        raise ValueError(f"unknown objective {objective!r}; valid: {valid}")
+    if not stacked:
+        return _mean_space_loss(objective, net, x, z, solver)
     if objective == "reconstruction":
-        result = net.inverse(z, solver)
-        return 0.5 * _sum_per_sample((result.x - x) ** 2).mean(), result
+        result = net.core_inverse(net.lift(z), solver)
+        return 0.5 * _sum_per_sample((result.x - net.lift(x)) ** 2).mean(), result
     if objective == "approximation":
-        return 0.5 * _sum_per_sample((net(x) - z) ** 2).mean(), None
+        return 0.5 * _sum_per_sample(
+            (net.core_forward(net.lift(x)) - net.lift(z)) ** 2
+        ).mean(), None
     if objective == "logdet":
-        y, ld = logdet(net, x, estimators, generator)
-        return (0.5 * _sum_per_sample((y - z) ** 2) - noise_hat**2 * ld).mean(), None
-    if objective == "divergence":
-        y, div = divergence(net, x, estimators, generator)
-        target = normal_data(operator, z)
-        return (0.5 * _sum_per_sample((y - target) ** 2) - noise_hat**2 * div).mean(), None
-    valid = ", ".join((*OBJECTIVES, "supervised"))
-    raise ValueError(f"unknown objective {objective!r}; valid: {valid}")
+        y, regularizer = logdet(net, x, estimators, generator)
+        target = net.lift(z)
+    else:
+        y, regularizer = divergence(net, x, estimators, generator)
+        target = net.lift(normal_data(operator, z))
+    return (0.5 * _sum_per_sample((y - target) ** 2) - noise_hat**2 * regularizer).mean(), None

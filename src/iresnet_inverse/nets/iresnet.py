@@ -3,8 +3,9 @@
 Each block is inverted by solving x = z + f_i(x) to a relative tolerance (Banach fixed point;
 Anderson acceleration by default). With gradients enabled the inverse is differentiated
 implicitly (``implicit.py``). Image networks lift X to X^M (the input copied to M channels,
-the output the channel mean, paper Sec. 4.1); phi is then invertible on X^M, and the inverse
-used for reconstruction is mean o Phi^-1 o copy.
+the output the channel mean, paper Sec. 4.1); the core Phi is invertible on X^M (not
+phi = mean o Phi o copy on X), and the inverse used for reconstruction is mean o Phi^-1 o copy,
+which inverts phi on the data because training stacks the targets (``objectives.py``).
 """
 
 import math
@@ -37,11 +38,24 @@ def _activate(x: torch.Tensor, name: str, threshold: torch.Tensor) -> torch.Tens
     raise ValueError(f"unknown activation {name!r}; valid: softshrink, elu, tanh")
 
 
+# Output convolutions start at N(0, (gain / sqrt(hidden))^2), not at zero: with a zero start every
+# lifted channel gets the same gradient, the symmetry between channels is never broken and an
+# M-channel net stays a 1-channel net (all states on the diagonal). The paper does not prescribe
+# a zero start; 0.2 gives std 0.05 for 16 hidden channels, f_i small against the identity.
+OUT_INIT_GAIN = 0.2
+
+
 class ConvResidual(torch.nn.Module):
     """f(x) = conv1x1(softshrink(conv_k(x))) with Lip(f) <= bound (sqrt(bound) per conv)."""
 
     def __init__(
-        self, channels: int, hidden: int, kernel_size: int, bound: float, image_size: int
+        self,
+        channels: int,
+        hidden: int,
+        kernel_size: int,
+        bound: float,
+        image_size: int,
+        out_init_gain: float = OUT_INIT_GAIN,
     ) -> None:
         super().__init__()
         per_layer = math.sqrt(bound)
@@ -49,8 +63,8 @@ class ConvResidual(torch.nn.Module):
         self.conv_out = LipschitzConv2d(hidden, channels, 1, per_layer, image_size)
         self.threshold = torch.nn.Parameter(torch.tensor(0.01))
         self.padding = kernel_size // 2
-        with torch.no_grad():  # f = 0 at the start: phi and its inverse begin as the identity
-            self.conv_out.weight.zero_()
+        with torch.no_grad():  # f small at the start; gain 0: phi begins as the identity
+            self.conv_out.weight.normal_(0.0, out_init_gain / math.sqrt(hidden))
             self.conv_out.bias.zero_()
 
     def weights(self) -> tuple[torch.Tensor, ...]:
@@ -253,7 +267,7 @@ class IResNet(torch.nn.Module):
                 layer.rescale_raw()
 
     def lipschitz_certificate(self) -> list[float]:
-        """Per block, an upper estimate of Lip(f_i) from high-accuracy layer norms."""
+        """Per block, an upper bound on Lip(f_i) at every image size (``any_size_norm``)."""
         return [block.residual.lipschitz_certificate() for block in self.blocks]
 
 
@@ -276,7 +290,12 @@ def build_iresnet(
         blocks = [
             InvertibleBlock(
                 ConvResidual(
-                    spec["channels"], spec["hidden"], spec["kernel_size"], l_i, image_size
+                    spec["channels"],
+                    spec["hidden"],
+                    spec["kernel_size"],
+                    l_i,
+                    image_size,
+                    spec.get("out_init_gain", OUT_INIT_GAIN),
                 ),
                 l_i,
             )
