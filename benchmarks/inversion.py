@@ -57,7 +57,7 @@ def run(cases: list[str], repeats: int, device: str) -> None:
         for total in (0.95, 0.99, 0.999):
             for init in ("random", "gaussian"):
                 torch.manual_seed(0)
-                net = build_iresnet(arch, total, image_size=size)
+                net = build_iresnet(arch, total)
                 if init == "gaussian":
                     gaussian_residuals(net)
                 else:

@@ -16,9 +16,9 @@ which set the cost. The two nets' steps alternate, so load on the machine hits b
 
 The breakdown times extra steps with the library's pieces wrapped in timers (nothing
 reimplemented): ``_ImplicitFixedPoint.forward`` (the inverse), ``_ImplicitFixedPoint.backward``
-(implicit backward) and within it ``solve`` (the adjoint fixed point), ``LipschitzConv2d.
-power_step`` (one power-iteration step per 5x5 layer per step) and ``ConvResidual.weights``
-(norm estimate sigma and projection, around the power step).
+(implicit backward) and within it ``solve`` (the adjoint fixed point), ``lipschitz.
+symbol_grid_max`` (the 5x5 layer's norm on the training frequency grid, once per layer and step)
+and ``ConvResidual.weights`` (norms and projection, around the grid norm).
 
     .venv/bin/python benchmarks/training_step.py            # sizes 32/64/96, depths 3/6/12
     .venv/bin/python benchmarks/training_step.py --quick    # sizes 16/32, depths 2/4, < 1 min
@@ -81,7 +81,7 @@ class Case:
         if blocks == ARCHITECTURES[ARCH]["blocks"]:
             assert twin == BASELINES[BASELINE], "ConvResNet twin differs from convresnet_demo"
         torch.manual_seed(0)
-        self.iresnet = build_iresnet(spec, LIPSCHITZ, image_size=size, solver=solver)
+        self.iresnet = build_iresnet(spec, LIPSCHITZ, solver=solver)
         if init == "random":
             random_residuals(self.iresnet)
         elif init.endswith(".pt"):  # a trained model of this architecture and image size
@@ -182,7 +182,7 @@ class Breakdown:
             (function, "forward"),
             (function, "backward"),
             (implicit, "solve"),  # implicit.py's own name for the solver, looked up per call
-            (lipschitz.LipschitzConv2d, "power_step"),
+            (lipschitz, "symbol_grid_max"),
             (iresnet.ConvResidual, "weights"),
         ]
         originals = [(owner, attr, owner.__dict__[attr]) for owner, attr in targets]
@@ -208,7 +208,7 @@ class Breakdown:
             "forward": staticmethod(self._timer("inverse", function.forward)),
             "backward": staticmethod(self._timer("implicit backward", backward_flagged)),
             "solve": solve_split,
-            "power_step": self._timer("power iteration", lipschitz.LipschitzConv2d.power_step),
+            "symbol_grid_max": self._timer("grid norm", lipschitz.symbol_grid_max),
             "weights": self._timer("weights", iresnet.ConvResidual.weights),
         }
         try:
@@ -230,14 +230,14 @@ def breakdown(case: Case, repeats: int) -> tuple[list[tuple[str, float]], tuple[
         for _ in range(repeats):
             case.step(case.iresnet, phases)
     s, n = timers.seconds, repeats
-    for name in ("inverse", "implicit backward", "adjoint solve", "power iteration", "weights"):
+    for name in ("inverse", "implicit backward", "adjoint solve", "grid norm", "weights"):
         if timers.calls[name] != n * case.blocks:  # every piece ran once per block and step
             raise RuntimeError(f"{name}: {timers.calls[name]} calls, expected {n * case.blocks}")
-    norm = s["weights"] - s["power iteration"]
+    norm = s["weights"] - s["grid norm"]
     rows = [
         ("inverse: forward fixed-point solves (`_ImplicitFixedPoint.forward`)", s["inverse"]),
-        ("power iteration (`LipschitzConv2d.power_step`)", s["power iteration"]),
-        ("sigma + projection forward (rest of `ConvResidual.weights`)", norm),
+        ("grid norm of the 5x5 layers (`lipschitz.symbol_grid_max`)", s["grid norm"]),
+        ("1x1 norms + projection forward (rest of `ConvResidual.weights`)", norm),
         (
             "other forward (lift, projection to X, loss, solver bookkeeping)",
             phases["forward"] - s["inverse"] - s["weights"],

@@ -47,9 +47,9 @@ def _one_thread():
 
 def _net(lipschitz: float, size: int, gain: float = 1.0) -> torch.nn.Module:
     """A random channels=1 iResNet in float64 with converged layer norms (exact projections)."""
-    net = random_residuals(build_iresnet(SPEC, lipschitz, image_size=size), gain=gain)
+    net = random_residuals(build_iresnet(SPEC, lipschitz), gain=gain)
     net = net.double().eval()
-    net.refresh_norms(tol=1e-12, max_iter=5000)
+    net.refresh_norms()
     return net
 
 
@@ -114,8 +114,8 @@ def test_directions_respect_the_lipschitz_bound(kind, masked):
     if kind == "random":  # every projection active: Lip(f_i) = L_i
         net = _net(lipschitz, size, gain=10.0)
     else:  # f_i = L_i * normalized Gaussian blur: D phi has smallest singular value 1 - L
-        net = gaussian_residuals(build_iresnet(SPEC, lipschitz, image_size=size)).double().eval()
-        net.refresh_norms(tol=1e-12, max_iter=5000)
+        net = gaussian_residuals(build_iresnet(SPEC, lipschitz)).double().eval()
+        net.refresh_norms()
     x0 = torch.rand(1, 1, size, size, dtype=torch.float64)
     mask = None
     if masked:
@@ -169,10 +169,10 @@ def _lifted_net(channels: int, lipschitz: float, size: int, kind: str) -> torch.
     """A lifted iResNet in float64: random weights (every projection active, channels mixed by
     a random nonzero output conv) or the aligned channel-wise blur (tight 1 - L)."""
     spec = {**SPEC, "channels": channels}
-    net = build_iresnet(spec, lipschitz, image_size=size)
+    net = build_iresnet(spec, lipschitz)
     net = random_residuals(net, gain=10.0) if kind == "random" else gaussian_residuals(net)
     net = net.double().eval()
-    net.refresh_norms(tol=1e-12, max_iter=5000)
+    net.refresh_norms()
     return net
 
 
@@ -221,7 +221,7 @@ def _rotating_net(lipschitz: float, size: int) -> tuple[torch.nn.Module, float]:
     (1 - a e^{i theta})^2 is imaginary: Phi turns every diagonal c h into the anti-diagonal,
     whose channel mean is 0. Returns the net and |1 - a e^{i theta}|^2 (the lifted gain)."""
     spec = {"kind": "conv", "blocks": 2, "channels": 2, "hidden": 2, "kernel_size": 3}
-    net = build_iresnet(spec, lipschitz, image_size=size)
+    net = build_iresnet(spec, lipschitz)
     # Inside the bound, also with the 0.1 % grid error of the any-size bound: no projection
     # rescales the weights (asserted below).
     a = 0.99 * net.blocks[0].lipschitz
@@ -235,7 +235,7 @@ def _rotating_net(lipschitz: float, size: int) -> tuple[torch.nn.Module, float]:
             res.conv_out.weight.copy_(np.sqrt(a) * torch.eye(2)[:, :, None, None])
             res.conv_in.bias.zero_(), res.conv_out.bias.zero_(), res.threshold.zero_()
     net = net.double().eval()
-    net.refresh_norms(tol=1e-12, max_iter=5000)
+    net.refresh_norms()
     for layer in (lay for block in net.blocks for lay in block.residual.layers()):
         assert torch.equal(layer.effective_weight(), layer.weight)
     return net, float(1 - 2 * a * np.cos(theta) + a**2)

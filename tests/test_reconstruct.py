@@ -39,14 +39,14 @@ class Scaling(torch.nn.Module):
 def _scaling_net() -> tuple[torch.nn.Module, float]:
     """A one-block iResNet phi(x) = s x (f = w^2 x by centre taps) and its gain s."""
     spec = {"kind": "conv", "blocks": 1, "channels": 1, "hidden": 1, "kernel_size": 3}
-    net = build_iresnet(spec, 0.5, image_size=SIZE)
+    net = build_iresnet(spec, 0.5)
     with torch.no_grad():
         res = net.blocks[0].residual
         res.conv_in.weight.zero_()
         res.conv_in.weight[0, 0, 1, 1] = 0.6
         res.conv_out.weight.fill_(0.6)
         res.conv_in.bias.zero_(), res.conv_out.bias.zero_(), res.threshold.zero_()
-    net.eval().refresh_norms(tol=1e-12, max_iter=2000)
+    net.eval().refresh_norms()
     with torch.no_grad():
         s = float(net(torch.ones(1, 1, SIZE, SIZE))[0, 0, SIZE // 2, SIZE // 2])
     assert 0.5 < s < 0.9  # phi = s * Id, neither 0 nor the identity

@@ -222,7 +222,7 @@ def test_ssim_and_psnr_match_scikit_image() -> None:
 def test_non_finite_loss_names_cell_and_step(tmp_path: Path) -> None:
     cfg = _config(epochs=1)
     settings = config.train_settings(cfg, CELL)
-    net = build_iresnet(cfg["archs"]["tiny"], 0.9, image_size=8)
+    net = build_iresnet(cfg["archs"]["tiny"], 0.9)
     x = torch.rand(4, 1, 8, 8)
     clean = x.clone()
     clean[1, 0, 0, 0] = float("nan")
@@ -264,7 +264,7 @@ def test_gpu_path_options_keep_the_solver_in_float32(compile_backend: str | None
         "fast": {"precision": "bf16", "channels_last": True, "compile": compile_backend},
     }.items():
         torch.manual_seed(1)
-        net = build_iresnet(spec, 0.99, image_size=8)
+        net = build_iresnet(spec, 0.99)
         random_residuals(net)
         autocast, to_format = accelerate(net, settings, torch.device("cpu"))
         with autocast:

@@ -142,7 +142,7 @@ def fit(
         dynamic_ncols=True,
     )
     if isinstance(net, IResNet) and start_epoch == 0:
-        net.refresh_norms(tol=1e-6, max_iter=200)  # the projection holds at every size
+        net.refresh_norms()  # the projection holds at every size
     for epoch in range(start_epoch, epochs):
         started = time.perf_counter()
         order = torch.randperm(len(x_train), generator=rng).to(device)
@@ -191,7 +191,7 @@ def fit(
             # Uncapped: the any-size bound of the weights as trained this epoch (it exceeds L_i
             # if the size ratios went stale); the refresh then restores the bound for the next.
             history.lipschitz_estimate.append(net.lipschitz_certificate())
-            net.refresh_norms(tol=1e-6, max_iter=200)
+            net.refresh_norms()
         history.epoch_seconds.append(time.perf_counter() - started)
         elapsed += history.epoch_seconds[-1]
         progress.set_postfix(loss=f"{history.loss[-1]:.4g}", val_psnr=f"{history.val_psnr[-1]:.2f}")
@@ -284,11 +284,9 @@ def model_payload(net: IResNet, spec: Mapping[str, Any], meta: Mapping[str, Any]
 
 def build_network(spec: Mapping[str, Any], meta: Mapping[str, Any]) -> torch.nn.Module:
     """The untrained network of a cell: an iResNet, a learned baseline, or TV (whose one
-    "weight" is alpha). ``meta`` holds the cell, image size, solver and operator settings."""
+    "weight" is alpha). ``meta`` holds the cell, solver and operator settings."""
     if is_invertible(spec):
-        return build_iresnet(
-            spec, meta["lipschitz"], meta.get("image_size"), solver_config(meta["solver"])
-        )
+        return build_iresnet(spec, meta["lipschitz"], solver_config(meta["solver"]))
     if spec["kind"] == "tv":
         from iresnet_inverse.operators import get_operator
 

@@ -23,7 +23,7 @@ def random_residuals(net: IResNet, gain: float = 1.0) -> IResNet:
             for layer in block.residual.layers():
                 torch.nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
                 layer.weight.mul_(gain)
-    net.refresh_norms(tol=1e-4, max_iter=20)
+    net.refresh_norms()
     return net
 
 
@@ -43,5 +43,5 @@ def gaussian_residuals(net: IResNet, width: float = 1.0) -> IResNet:
             res.conv_in.bias.zero_()
             res.conv_out.bias.zero_()
             res.threshold.zero_()
-    net.refresh_norms(tol=1e-4, max_iter=20)
+    net.refresh_norms()
     return net

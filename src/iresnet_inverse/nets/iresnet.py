@@ -54,13 +54,12 @@ class ConvResidual(torch.nn.Module):
         hidden: int,
         kernel_size: int,
         bound: float,
-        image_size: int,
         out_init_gain: float = OUT_INIT_GAIN,
     ) -> None:
         super().__init__()
         per_layer = math.sqrt(bound)
-        self.conv_in = LipschitzConv2d(channels, hidden, kernel_size, per_layer, image_size)
-        self.conv_out = LipschitzConv2d(hidden, channels, 1, per_layer, image_size)
+        self.conv_in = LipschitzConv2d(channels, hidden, kernel_size, per_layer)
+        self.conv_out = LipschitzConv2d(hidden, channels, 1, per_layer)
         self.threshold = torch.nn.Parameter(torch.tensor(0.01))
         self.padding = kernel_size // 2
         with torch.no_grad():  # f small at the start; gain 0: phi begins as the identity
@@ -253,12 +252,13 @@ class IResNet(torch.nn.Module):
             block.residual.call = torch.compile(block.residual.call, backend=backend)
 
     # --- Lipschitz control --------------------------------------------------------------------
-    def refresh_norms(self, tol: float = 1e-9, max_iter: int = 1000) -> None:
-        """Converge every persistent power vector (before evaluation or certification)."""
+    def refresh_norms(self) -> None:
+        """Refresh every convolution's size ratio: afterwards each bound holds at every image
+        size (training calls it after every epoch; ``lipschitz.py``)."""
         for block in self.blocks:
             for layer in block.residual.layers():
                 if isinstance(layer, LipschitzConv2d):
-                    layer.refresh(tol=tol, max_iter=max_iter)
+                    layer.refresh()
 
     def rescale_raw_weights(self) -> None:
         """Keep every raw weight inside its bound (call after each optimizer step)."""
@@ -274,7 +274,6 @@ class IResNet(torch.nn.Module):
 def build_iresnet(
     spec: Mapping[str, Any] | str,
     lipschitz: float,
-    image_size: int | None = None,
     solver: SolverConfig | None = None,
 ) -> IResNet:
     """An iResNet from an architecture spec (or the name of one in ``ARCHITECTURES``)."""
@@ -285,8 +284,6 @@ def build_iresnet(
     n = int(spec["blocks"])
     l_i = block_lipschitz(lipschitz, n)
     if spec["kind"] == "conv":
-        if image_size is None:
-            raise ValueError("a convolutional iResNet needs the image_size of its power iteration")
         blocks = [
             InvertibleBlock(
                 ConvResidual(
@@ -294,7 +291,6 @@ def build_iresnet(
                     spec["hidden"],
                     spec["kernel_size"],
                     l_i,
-                    image_size,
                     spec.get("out_init_gain", OUT_INIT_GAIN),
                 ),
                 l_i,
