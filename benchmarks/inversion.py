@@ -84,13 +84,13 @@ def run_trained(cells: list[str], images: str, device: str) -> None:
     from iresnet_inverse.artifacts import read_dataset
     from iresnet_inverse.config import format_value
     from iresnet_inverse.data.observations import paired_split
-    from iresnet_inverse.train import load_model
+    from iresnet_inverse.models import load_model
 
     print("| cell | samples | method | inverse ms | evals/block (mean) | evals/block (max) |")
     print("|---|---|---|---|---|---|")
     for cell in cells:
         net, meta = load_model(Path(cell) / "model.pt", torch.device(device))
-        c = meta["cell"]
+        c = meta.cell
         obs = (
             Path(images).parent
             / f"operator~{c['operator']}/noise_level~{format_value(c['noise_level'])}"

@@ -15,8 +15,8 @@ import torch
 from iresnet_inverse import config
 from iresnet_inverse.analysis.saliency import saliency_kernels, sample_pixels
 from iresnet_inverse.artifacts import read_dataset
+from iresnet_inverse.models import load_model
 from iresnet_inverse.operators import get_operator
-from iresnet_inverse.train import load_model
 
 
 def _per_pixel_seconds(G: torch.nn.Module, x0: torch.Tensor, pixels: np.ndarray) -> float:
@@ -39,7 +39,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     net, meta = load_model(args.model, torch.device("cpu"))
-    cell = meta["cell"]
+    cell = meta.cell
     settings = config.load(config.REPO_ROOT / "config" / "config.yaml")["operators"]
     settings = settings[cell["operator"]]
     maps = {"network": net.eval(), "operator": get_operator(cell["operator"], **settings).eval()}

@@ -37,13 +37,13 @@ import numpy as np
 import torch
 
 from iresnet_inverse import config, objectives
+from iresnet_inverse.models import load_model
 from iresnet_inverse.nets import implicit, iresnet, lipschitz
 from iresnet_inverse.nets.baselines import BASELINES, build_baseline
 from iresnet_inverse.nets.examples import gaussian_residuals, random_residuals
 from iresnet_inverse.nets.iresnet import ARCHITECTURES, IResNet, build_iresnet
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
-from iresnet_inverse.train import load_model
 
 ARCH, BASELINE = "iresnet_demo", "convresnet_demo"
 BATCH, LIPSCHITZ, NOISE, LEARNING_RATE = 16, 0.999, 0.01, 2e-3  # as config/config.yaml

@@ -117,3 +117,30 @@ def test_expanding_the_grid_imports_no_torch() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_schema_enums_and_tables_agree_with_the_registry() -> None:
+    from iresnet_inverse import registry
+    from iresnet_inverse.analysis.probes import PROBES
+    from iresnet_inverse.data.priors import get_prior
+    from iresnet_inverse.operators import OPERATORS
+    from iresnet_inverse.plots import ANALYSIS_FIGURES, DATASET_FIGURES
+
+    schema = config._schema()
+    props = schema["properties"]
+    grid = props["grid"]["items"]["properties"]
+    toy = props["toy2d"]["properties"]["grid"]["items"]["properties"]
+    kinds = props["archs"]["additionalProperties"]["properties"]["kind"]["enum"]
+    warm = schema["$defs"]["train"]["properties"]["warm_start_from"]["enum"]
+    assert tuple(grid["objective"]["items"]["enum"]) == registry.OBJECTIVES
+    assert tuple(toy["objective"]["items"]["enum"]) == registry.OBJECTIVES
+    assert [w for w in warm if w is not None] == list(registry.OBJECTIVES)
+    assert tuple(kinds) == registry.ARCH_KINDS
+    assert tuple(grid["operator"]["items"]["enum"]) == registry.OPERATORS
+    assert set(registry.OPERATORS) <= set(OPERATORS)
+    assert tuple(toy["prior"]["items"]["enum"]) == registry.PRIORS
+    for prior in registry.PRIORS:
+        get_prior(prior)
+    assert tuple(PROBES) == registry.PROBES
+    assert tuple(ANALYSIS_FIGURES) == registry.ANALYSIS_FIGURES
+    assert set(DATASET_FIGURES) == {*registry.RECONSTRUCTION_FIGURES, *registry.TOY_FIGURES}

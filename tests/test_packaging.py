@@ -1,6 +1,8 @@
-"""The environment files agree with each other."""
+"""The environment files agree with each other; the package's imports form no cycle."""
 
+import ast
 import tomllib
+from pathlib import Path
 
 import yaml
 
@@ -24,3 +26,56 @@ def test_environment_yml_pins_match_pyproject() -> None:
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert _pins(declared) == _pins(pip_section)
     assert _pins(declared)["torch"] == "2.13.0"
+
+
+PACKAGE = ROOT / "src" / "iresnet_inverse"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> tuple[set[str], set[str]]:
+    """The package modules a file imports at module level, and inside functions."""
+    top, inner = set(), set()
+    tree = ast.parse(path.read_text())
+    nested = {
+        id(node)
+        for func in ast.walk(tree)
+        if isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(func)
+    }
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        names = [n for n in names if n.startswith("iresnet_inverse")]
+        (inner if id(node) in nested else top).update(names)
+    return top, inner
+
+
+def test_import_graph_has_no_cycle_and_no_hidden_imports() -> None:
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        top, inner = _imports(path)
+        # Only the command line imports lazily (a command loads torch only when it needs it).
+        if name != "iresnet_inverse.cli":
+            assert not inner, f"{name} imports {sorted(inner)} inside a function"
+        graph[name] = {m for m in top | inner if m in modules and m != name}
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            assert state.get(nxt) != 1, "import cycle: " + " -> ".join([*trail, node, nxt])
+            if nxt not in state:
+                visit(nxt, [*trail, node])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])

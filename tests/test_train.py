@@ -20,7 +20,7 @@ from iresnet_inverse.data.observations import image_dataset, observation_dataset
 from iresnet_inverse.nets.iresnet import build_iresnet
 from iresnet_inverse.operators import get_operator
 from iresnet_inverse.reconstruct import evaluate_model_file
-from iresnet_inverse.train import TrainingError, fit
+from iresnet_inverse.train import Run, Task, TrainingError, TrainSettings, fit
 
 CELL = {
     "operator": "blur",
@@ -229,18 +229,9 @@ def test_non_finite_loss_names_cell_and_step(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match=r"cell-label: non-finite loss nan at step 0"):
         fit(
             net,
-            "approximation",
-            get_operator("blur"),
-            x,
-            clean,
-            0.05,
-            settings,
-            0,
-            tmp_path,
-            lambda n: 0.0,
-            "run",
-            "cell-label",
-            lambda m: None,
+            Task("approximation", get_operator("blur"), x, clean, 0.05, 0),
+            TrainSettings.of(settings),
+            Run(tmp_path, "run", "cell-label", lambda n: 0.0, lambda m: None),
         )
 
 
@@ -266,7 +257,7 @@ def test_gpu_path_options_keep_the_solver_in_float32(compile_backend: str | None
         torch.manual_seed(1)
         net = build_iresnet(spec, 0.99)
         random_residuals(net)
-        autocast, to_format = accelerate(net, settings, torch.device("cpu"))
+        autocast, to_format = accelerate(net, torch.device("cpu"), **settings)
         with autocast:
             value, inverse = objectives.loss(
                 "reconstruction", net, None, to_format(x), to_format(z), 0.0, solver

@@ -42,3 +42,20 @@ BASELINES: dict[str, dict[str, Any]] = {
         "max_iter": 500,
     },
 }
+
+# Readable method names for tables and figures.
+LABELS = {
+    "iresnet": "iResNet",
+    "iresnet_small": "small iResNet",
+    "unet": "U-Net",
+    "convresnet": "ConvResNet",
+    "diffnet": "DiffNet",
+    "tv": "TV",
+}
+
+
+def label(arch: str) -> str:
+    """A readable method name: Table 1 names, ``<name> (demo)`` for the demo variants."""
+    base, _, suffix = str(arch).partition("_demo")
+    name = LABELS.get(str(arch)) or LABELS.get(base, str(arch))
+    return f"{name} (demo)" if str(arch).endswith("_demo") and base in LABELS else name

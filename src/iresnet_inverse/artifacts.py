@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-CELL_KEYS = ("operator", "noise_level", "lipschitz", "objective", "arch", "seed")
-# Every key a cell may have: image cells use CELL_KEYS, toy cells (toy2d.py) prior, eps,
-# noise_level, lipschitz, objective, noise_factor and seed.
+# Every key a cell may have, in coordinate order: image cells (config.CELL_DIR_KEYS) and toy
+# cells (config.TOY_KEYS).
 ALL_KEYS = (
     "prior",
     "operator",
@@ -83,7 +82,7 @@ def variable(
 
 
 def with_cell(ds: xr.Dataset, cell: Mapping[str, object]) -> xr.Dataset:
-    """Add each cell key as a length-1 dimension coordinate (in ``CELL_KEYS`` order)."""
+    """Add each cell key as a length-1 dimension coordinate (in ``ALL_KEYS`` order)."""
     unknown = set(cell) - set(ALL_KEYS)
     if unknown:
         raise ValueError(f"unknown cell keys {sorted(unknown)}; valid: {ALL_KEYS}")
@@ -101,6 +100,22 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict[str, object]]:
         for name, var in ds.variables.items()
         if np.issubdtype(var.dtype, np.number) and var.ndim > 0
     }
+
+
+def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
+    """Call ``write`` on a temporary file beside ``path``, then rename it into place: a killed
+    job never leaves a partial file (the one place that does this)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
 
 
 def write_dataset(
@@ -130,16 +145,8 @@ def write_dataset(
             "snakemake_rule": rule,
         }
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp, engine="netcdf4", encoding=_encoding(ds))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    encoding = _encoding(ds)
+    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding))
 
 
 def read_dataset(path: str | Path) -> xr.Dataset:

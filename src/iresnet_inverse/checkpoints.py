@@ -1,29 +1,17 @@
 """Checkpoints: ``torch.save`` dicts of tensors and plain values, loaded with
 ``weights_only=True`` (a pickle that would run code is refused), written atomically."""
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from iresnet_inverse.artifacts import ArtifactError
+from iresnet_inverse.artifacts import ArtifactError, atomic_write
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
-    """Write ``payload`` to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """Write ``payload`` atomically (``artifacts.atomic_write``)."""
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:

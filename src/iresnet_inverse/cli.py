@@ -1,4 +1,5 @@
-"""The ``iresnet-inverse`` command line: one subcommand per kind of workflow rule."""
+"""The ``iresnet-inverse`` command line: one subcommand per kind of workflow rule, and the user
+tools ``reconstruct`` (a trained model on your own image) and ``summary`` (a study's numbers)."""
 
 import argparse
 import json
@@ -8,6 +9,7 @@ from typing import Any
 
 from iresnet_inverse.artifacts import ArtifactError
 from iresnet_inverse.config import CELL_DIR_KEYS, TOY_KEYS, ConfigError
+from iresnet_inverse.registry import PROBES
 
 EXPECTED_ERRORS = (ConfigError, ArtifactError, ValueError, FileNotFoundError)  # incl. ArchiveError
 
@@ -206,8 +208,8 @@ def cmd_methods_table(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 def cmd_describe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.archs import ARCHITECTURES, BASELINES
     from iresnet_inverse.config import architecture, cells
+    from iresnet_inverse.models import ModelMeta, build_network
     from iresnet_inverse.nets.iresnet import count_parameters
-    from iresnet_inverse.train import build_network
 
     # Trainable parameters in Table 1 of Arndt & Nickel (2024), shown beside ours for the
     # built-in specs (README, Baselines: why our U-Net has fewer).
@@ -224,18 +226,81 @@ def cmd_describe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     for arch in archs:
         spec = architecture(cfg, arch)
         cell = next(c for c in cells(cfg) if c["arch"] == arch)
-        meta = {
-            "cell": cell,
-            "lipschitz": min(float(cell["lipschitz"]), 0.5),
-            "image_size": size,
-            "solver": {},
-            "operator_params": cfg["operators"][cell["operator"]],
-        }
+        meta = ModelMeta(
+            cell=cell,
+            lipschitz=min(float(cell["lipschitz"]), 0.5),
+            solver={},
+            operator_params=cfg["operators"][cell["operator"]],
+        )
         net = build_network(spec, meta)
         builtin = {**ARCHITECTURES, **BASELINES}.get(arch)
         paper = f"{table1[arch]:>12,}" if arch in table1 and spec == builtin else ""
         print(f"{arch:<18} {spec['kind']:<11} {count_parameters(net):>12,} {paper}".rstrip())
     print(f"{len(cells(cfg))} training cells")
+
+
+def cmd_reconstruct(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.apply import apply_model, write_png, write_result
+    from iresnet_inverse.config import cell_dir
+
+    result = apply_model(
+        args.model, args.image, args.data, args.noise_level, args.seed, args.device
+    )
+    written = [write_png(result.x_hat, args.out)]
+    if args.nc:
+        written.append(write_result(result, args.nc, args.model))
+    simulated = result.noise_level is not None
+    source = f"F(x) + {result.noise_level:g} * noise (seed {args.seed})" if simulated else args.data
+    print(f"model           {args.model}")
+    print(f"cell            {cell_dir(result.cell)}")
+    print(f"data            {source}")
+    if result.metrics:
+        m = result.metrics
+        print(
+            f"PSNR / SSIM     data {m['data_psnr']:.2f} dB / {m['data_ssim']:.4f}   "
+            f"reconstruction {m['psnr']:.2f} dB / {m['ssim']:.4f}"
+        )
+    else:
+        print("PSNR / SSIM     need the clean image (--image)")
+    if result.converged is False:
+        print("warning: the inversion did not reach the solver's tolerance", file=sys.stderr)
+    print("wrote " + ", ".join(str(path) for path in written))
+
+
+def cmd_summary(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.tables import format_table, summary_table
+
+    style = "csv" if args.csv else "markdown" if args.markdown else "text"
+    print(format_table(summary_table(args.reconstruction), style))
+
+
+def _tool_parsers(sub: argparse._SubParsersAction) -> None:
+    """The user tools: they read what they need from model.pt or the study dataset, so they
+    take no config (and no Snakemake provenance options)."""
+    tool = argparse.ArgumentParser(add_help=False)
+    tool.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+
+    p = sub.add_parser(
+        "reconstruct", parents=[tool], help="apply a trained model.pt to your own image"
+    )
+    p.add_argument("--model", required=True, help="results/train/<cell>/model.pt")
+    p.add_argument("--image", help="the clean image (gray or RGB; .npy: a 2-D array)")
+    p.add_argument("--data", help="observed data z of the image's shape (default: simulated)")
+    p.add_argument(
+        "--noise-level", type=float, help="delta of the simulated data (default: the cell's)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated noise")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--out", required=True, help="the reconstruction as an 8-bit PNG")
+    p.add_argument("--nc", help="also write x, z and x_hat to this NetCDF file")
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("summary", parents=[tool], help="mean PSNR/SSIM per method of a study")
+    p.add_argument("reconstruction", nargs="?", default="results/datasets/reconstruction.nc")
+    style = p.add_mutually_exclusive_group()
+    style.add_argument("--csv", action="store_true", help="CSV to stdout")
+    style.add_argument("--markdown", action="store_true", help="a markdown table")
+    p.set_defaults(func=cmd_summary)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -285,7 +350,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "probe", parents=[common], help="what a trained cell learned, on the named images"
     )
-    p.add_argument("probe", choices=["directional", "saliency"])
+    p.add_argument("probe", choices=PROBES)
     p.add_argument("--model", required=True)
     p.add_argument("--images", required=True)
     p.add_argument("--out", required=True)
@@ -345,6 +410,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+")
     p.add_argument("--out-stem", required=True, help="output path without suffix")
     p.set_defaults(func=cmd_figure)
+    _tool_parsers(sub)
     return parser
 
 
@@ -360,10 +426,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     func: Callable[[argparse.Namespace, dict[str, Any]], None] = args.func
     try:
-        cfg = _config(args)
+        # The user tools take no config: their inputs carry what they need.
+        cfg = _config(args) if hasattr(args, "config_json") else {}
         from iresnet_inverse.runtime import set_threads
 
-        set_threads(args.threads)
+        if args.threads is not None:
+            set_threads(args.threads)
         func(args, cfg)
     except EXPECTED_ERRORS as err:
         print(f"iresnet-inverse {args.command}: error: {err}", file=sys.stderr)

@@ -9,18 +9,12 @@ from typing import Any
 import yaml
 
 from iresnet_inverse.archs import ARCHITECTURES, BASELINES
+from iresnet_inverse.registry import BASELINE_OBJECTIVES, INVERTIBLE_KINDS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 CELL_DIR_KEYS = ("operator", "noise_level", "lipschitz", "objective", "arch", "seed")
 TOY_KEYS = ("prior", "eps", "noise_level", "lipschitz", "objective", "noise_factor", "seed")
-INVERTIBLE_KINDS = ("conv", "dense")
-BASELINE_OBJECTIVES = {
-    "unet": "supervised",
-    "convresnet": "supervised",
-    "diffnet": "supervised",
-    "tv": "variational",
-}
 UNCONSTRAINED = float("inf")
 
 

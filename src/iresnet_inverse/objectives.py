@@ -48,8 +48,8 @@ import torch
 from iresnet_inverse.nets.iresnet import InverseResult, IResNet
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import is_linear
+from iresnet_inverse.registry import OBJECTIVES
 
-OBJECTIVES = ("reconstruction", "approximation", "logdet", "divergence")
 EXACT_MAX_DIM = 3
 
 

@@ -10,9 +10,12 @@ import xarray as xr
 
 from iresnet_inverse import objectives
 from iresnet_inverse.analysis.metrics import mse, psnr, ssim
-from iresnet_inverse.artifacts import variable
+from iresnet_inverse.artifacts import read_dataset, variable
+from iresnet_inverse.data.observations import paired_split
+from iresnet_inverse.models import load_trained_cell
 from iresnet_inverse.nets.iresnet import InverseResult, IResNet
 from iresnet_inverse.nets.solvers import SolverConfig
+from iresnet_inverse.runtime import resolve_device
 
 
 def reconstruct(
@@ -67,6 +70,69 @@ def forward_target(
         )
 
 
+def _tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(a)[:, None].to(device)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t[:, 0].double().cpu().numpy()
+
+
+def _operator_metrics(
+    net: IResNet,
+    objective: str,
+    operator: torch.nn.Module,
+    x: np.ndarray,
+    clean: np.ndarray,
+    solver: SolverConfig,
+    batch_size: int,
+) -> dict[str, np.ndarray]:
+    """What only an iResNet has: the inversion error of noise-free data (eq. 2.6) and how
+    well phi(x) matches its noise-free training target."""
+    device = next(iter(net.state_dict().values())).device
+    x_clean_hat, _ = reconstruct(
+        net, objective, operator, _tensor(clean, device), solver, batch_size
+    )
+    with torch.no_grad():
+        chunks = torch.split(_tensor(x, device), batch_size)
+        forward = _numpy(torch.cat([net(chunk) for chunk in chunks]))
+    target = _numpy(forward_target(objective, operator, _tensor(clean, device), batch_size))
+    diff = (_numpy(x_clean_hat) - x).reshape(len(x), -1)
+    return {
+        "inversion_error": np.sqrt((diff**2).sum(axis=1)),
+        "forward_mse": mse(target, forward),
+        "forward_ssim": ssim(target, forward),
+    }
+
+
+def _solver_statistics(stats: InverseResult | None, n: int) -> dict[str, np.ndarray]:
+    """Per image: evaluations per block, the largest final residual, convergence (baselines,
+    which solve nothing: NaN, NaN, converged)."""
+    if stats is None:
+        nan = np.full(n, np.nan)
+        return {"iterations": nan, "residual": nan, "converged": np.ones(n, dtype=np.int8)}
+    return {
+        "iterations": stats.iterations.float().mean(dim=1).cpu().numpy(),
+        "residual": stats.residual.max(dim=1).values.cpu().numpy(),
+        "converged": stats.converged.cpu().numpy().astype(np.int8),
+    }
+
+
+def _named_variables(
+    named_hat: np.ndarray, named_forward: np.ndarray, named: np.ndarray, obs: xr.Dataset
+) -> dict[str, xr.Variable]:
+    dims = ("name", "ny", "nx")
+    return {
+        "named_reconstruction": variable(dims, named_hat.astype(np.float32), "reconstruction"),
+        "named_forward": variable(dims, named_forward.astype(np.float32), "phi(x)"),
+        "named_truth": variable(dims, named, "ground truth x"),
+        "named_data": variable(dims, obs["named_data"].values.astype(np.float32), "noisy data z"),
+        "named_clean_data": variable(
+            dims, obs["named_clean_data"].values.astype(np.float32), "noise-free data F(x)"
+        ),
+    }
+
+
 def evaluate_cell(
     net: torch.nn.Module,
     cell: Mapping[str, Any],
@@ -80,89 +146,53 @@ def evaluate_cell(
     """Per test image: reconstruction quality, inversion error, forward approximation, solver
     statistics and the data's own quality; plus reconstructions of the named images. For
     baselines, which learn no forward operator, the iResNet-only variables are NaN."""
-    from iresnet_inverse.data.observations import paired_split
-
     device = next(iter(net.state_dict().values())).device
     objective = cell["objective"]
-    target_name = "normal" if objective == "divergence" else "forward"
+    target = FORWARD_TARGETS["normal" if objective == "divergence" else "forward"]
     x, clean, z = paired_split(images, observations, "test")
-    x_t = torch.as_tensor(x)[:, None].to(device)
-
-    def tensor(a: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(a)[:, None].to(device)
-
-    def numpy(t: torch.Tensor) -> np.ndarray:
-        return t[:, 0].double().cpu().numpy()
-
-    x_hat, stats = reconstruct(net, objective, operator, tensor(z), solver, batch_size)
-    x_hat = numpy(x_hat)
+    x_hat, stats = reconstruct(net, objective, operator, _tensor(z, device), solver, batch_size)
+    x_hat = _numpy(x_hat)
     obs = observations.isel({d: 0 for d in ("operator", "noise_level") if d in observations.dims})
-    named_hat, _ = reconstruct(
-        net, objective, operator, tensor(obs["named_data"].values), solver, batch_size
-    )
+    named_z = _tensor(obs["named_data"].values, device)
+    named_hat = _numpy(reconstruct(net, objective, operator, named_z, solver, batch_size)[0])
     named = images["named"].values.astype(np.float32)
     if isinstance(net, IResNet):
-        x_clean_hat, _ = reconstruct(net, objective, operator, tensor(clean), solver, batch_size)
+        learned = _operator_metrics(net, objective, operator, x, clean, solver, batch_size)
         with torch.no_grad():
-            forward = numpy(torch.cat([net(chunk) for chunk in torch.split(x_t, batch_size)]))
-            named_forward = numpy(net(tensor(named)))
-        diff = (numpy(x_clean_hat) - x).reshape(len(x), -1)
-        inversion_error = np.sqrt((diff**2).sum(axis=1))
-        target = numpy(forward_target(objective, operator, tensor(clean), batch_size))
-        forward_mse, forward_ssim = mse(target, forward), ssim(target, forward)
-        iterations = stats.iterations.float().mean(dim=1).cpu().numpy()
-        residual = stats.residual.max(dim=1).values.cpu().numpy()
-        converged = stats.converged.cpu().numpy().astype(np.int8)
+            named_forward = _numpy(net(_tensor(named, device)))
     else:
         nan = np.full(len(x), np.nan)
-        inversion_error, forward_mse, forward_ssim, iterations, residual = (nan,) * 5
+        learned = dict.fromkeys(("inversion_error", "forward_mse", "forward_ssim"), nan)
         named_forward = np.full(named.shape, np.nan, dtype=np.float32)
-        converged = np.ones(len(x), dtype=np.int8)
+    solved = _solver_statistics(stats, len(x))
+    per_image = {
+        "psnr": (psnr(x, x_hat), "PSNR of the reconstruction", "dB"),
+        "ssim": (ssim(x, x_hat), "SSIM of the reconstruction"),
+        "mse": (mse(x, x_hat), "MSE of the reconstruction"),
+        "inversion_error": (
+            learned["inversion_error"],
+            "inversion error ||phi^-1(F(x)) - x|| (eq. 2.6)",
+        ),
+        "forward_mse": (learned["forward_mse"], f"MSE of phi(x) against {target}"),
+        "forward_ssim": (learned["forward_ssim"], f"SSIM of phi(x) against {target}"),
+        "data_psnr": (psnr(x, z), "PSNR of the noisy data", "dB"),
+        "data_ssim": (ssim(x, z), "SSIM of the noisy data"),
+        "solver_iterations": (
+            solved["iterations"],
+            "residual evaluations per block in the inverse (mean over blocks)",
+        ),
+        "solver_residual": (solved["residual"], "largest final relative residual over blocks"),
+        "converged": (solved["converged"], "inverse reached rtol"),
+    }
     ds = xr.Dataset(
         {
-            "psnr": variable(("image",), psnr(x, x_hat), "PSNR of the reconstruction", "dB"),
-            "ssim": variable(("image",), ssim(x, x_hat), "SSIM of the reconstruction"),
-            "mse": variable(("image",), mse(x, x_hat), "MSE of the reconstruction"),
-            "inversion_error": variable(
-                ("image",), inversion_error, "inversion error ||phi^-1(F(x)) - x|| (eq. 2.6)"
-            ),
-            "forward_mse": variable(
-                ("image",), forward_mse, f"MSE of phi(x) against {FORWARD_TARGETS[target_name]}"
-            ),
-            "forward_ssim": variable(
-                ("image",), forward_ssim, f"SSIM of phi(x) against {FORWARD_TARGETS[target_name]}"
-            ),
-            "data_psnr": variable(("image",), psnr(x, z), "PSNR of the noisy data", "dB"),
-            "data_ssim": variable(("image",), ssim(x, z), "SSIM of the noisy data"),
-            "solver_iterations": variable(
-                ("image",),
-                iterations,
-                "residual evaluations per block in the inverse (mean over blocks)",
-            ),
-            "solver_residual": variable(
-                ("image",), residual, "largest final relative residual over blocks"
-            ),
-            "converged": variable(("image",), converged, "inverse reached rtol"),
-            "named_reconstruction": variable(
-                ("name", "ny", "nx"), numpy(named_hat).astype(np.float32), "reconstruction"
-            ),
-            "named_forward": variable(
-                ("name", "ny", "nx"), np.asarray(named_forward, dtype=np.float32), "phi(x)"
-            ),
-            "named_truth": variable(("name", "ny", "nx"), named, "ground truth x"),
-            "named_data": variable(
-                ("name", "ny", "nx"), obs["named_data"].values.astype(np.float32), "noisy data z"
-            ),
-            "named_clean_data": variable(
-                ("name", "ny", "nx"),
-                obs["named_clean_data"].values.astype(np.float32),
-                "noise-free data F(x)",
-            ),
+            **{name: variable(("image",), *spec) for name, spec in per_image.items()},
+            **_named_variables(named_hat, named_forward, named, obs),
         },
         coords={"image": np.arange(len(x)), "name": images["name"].values},
     )
     for name in ("forward_mse", "forward_ssim"):
-        ds[name].attrs["forward_target"] = target_name
+        ds[name].attrs["forward_target"] = "normal" if objective == "divergence" else "forward"
     if certificate:
         ds["lipschitz_certificate"] = variable(
             ("block",), np.array(certificate), "per-block Lipschitz certificate"
@@ -179,15 +209,8 @@ def evaluate_model_file(
     """Load a trained cell and evaluate it on the test split."""
     import warnings
 
-    from iresnet_inverse.artifacts import read_dataset
-    from iresnet_inverse.operators import get_operator
-    from iresnet_inverse.runtime import resolve_device
-    from iresnet_inverse.train import load_model
-
-    device = resolve_device(config.get("device", "auto"))
-    net, meta = load_model(model_path, device)
-    cell = meta["cell"]
-    operator = get_operator(cell["operator"], **config["operators"][cell["operator"]]).to(device)
+    trained = load_trained_cell(model_path, resolve_device(config.get("device", "auto")))
+    net, cell, operator = trained.net, trained.cell, trained.operator
     solver = SolverConfig(**config["evaluate"]["solver"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
@@ -199,7 +222,7 @@ def evaluate_model_file(
             read_dataset(observations_path),
             solver,
             config["evaluate"]["batch_size"],
-            meta.get("certificate"),
+            trained.meta.certificate,
         )
     failed = int((ds["converged"] == 0).sum())
     ds.attrs["nonconverged_samples"] = failed

@@ -5,7 +5,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+from pandas.api.types import is_string_dtype
 
+from iresnet_inverse.archs import label
 from iresnet_inverse.artifacts import read_dataset
 from iresnet_inverse.config import CELL_DIR_KEYS
 
@@ -14,8 +16,6 @@ def methods_table(
     history_paths: Sequence[str | Path], reconstruction_path: str | Path | None = None
 ) -> pd.DataFrame:
     """One row per trained cell; PSNR/SSIM columns when the reconstruction dataset is given."""
-    from iresnet_inverse.plots.methods import label
-
     rows = []
     for path in history_paths:
         ds = read_dataset(path)
@@ -37,3 +37,85 @@ def methods_table(
             for row in table.to_dict("records")
         ]
     return table.sort_values(["operator", "noise_level", "method", "lipschitz", "objective"])
+
+
+SUMMARY_GROUPS = ["operator", "noise_level", "arch", "lipschitz", "objective"]
+SUMMARY_COLUMNS = ["operator", "noise_level", "method", "lipschitz", "objective", "psnr", "ssim"]
+DATA_ROW = "noisy data"
+
+
+def _method_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean PSNR/SSIM over images and seeds per cell without the seed; an iResNet's L and
+    objective stay columns (cells of one arch must not merge), a baseline's L (inf) is blank."""
+    rows = frame.dropna(subset=["psnr"]).groupby(SUMMARY_GROUPS, as_index=False)[["psnr", "ssim"]]
+    rows = rows.mean()
+    rows["method"] = [label(arch) for arch in rows["arch"]]
+    rows["lipschitz"] = rows["lipschitz"].astype(float).replace(float("inf"), float("nan"))
+    return rows
+
+
+def _data_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean PSNR/SSIM of the noisy data per (operator, noise level): every cell of one
+    (operator, delta) sees the same test data, so the mean over all of them is the data's."""
+    measured = frame.dropna(subset=["data_psnr"])
+    rows = measured.groupby(["operator", "noise_level"], as_index=False)[["data_psnr", "data_ssim"]]
+    rows = rows.mean().rename(columns={"data_psnr": "psnr", "data_ssim": "ssim"})
+    rows["method"], rows["lipschitz"], rows["objective"] = DATA_ROW, float("nan"), ""
+    return rows
+
+
+def summary_table(reconstruction_path: str | Path) -> pd.DataFrame:
+    """Mean test PSNR/SSIM per (operator, noise level, method; for iResNets also L and
+    objective) from the study dataset, over images and seeds, with the noisy data's first in
+    each (operator, noise level): the numbers a reader of the study asks for first."""
+    study = read_dataset(reconstruction_path)
+    variables = ["psnr", "ssim", "data_psnr", "data_ssim"]
+    missing = [v for v in variables + list(CELL_DIR_KEYS) if v not in study.variables]
+    if missing:
+        raise ValueError(f"{reconstruction_path}: not a reconstruction dataset (no {missing})")
+    frame = study[variables].to_dataframe().reset_index()
+    frame["objective"] = frame["objective"].astype(str)
+    rows = pd.concat([_data_rows(frame), _method_rows(frame)], ignore_index=True)
+    rows["order"] = (rows["method"] != DATA_ROW).astype(int)
+    order = ["operator", "noise_level", "order", "method", "lipschitz", "objective"]
+    rows = rows.sort_values(order, key=lambda c: c.str.lower() if is_string_dtype(c) else c)
+    return rows[SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+def _cells(table: pd.DataFrame) -> list[list[str]]:
+    """The table as strings: PSNR to 0.01 dB, SSIM to 4 digits, a blank L for baselines."""
+    out = []
+    for row in table.itertuples(index=False):
+        lipschitz = "" if pd.isna(row.lipschitz) else f"{row.lipschitz:g}"
+        noise = f"{row.noise_level:g}"
+        out.append([row.operator, noise, row.method, lipschitz, row.objective])
+        out[-1] += [f"{row.psnr:.2f}", f"{row.ssim:.4f}"]
+    return out
+
+
+def format_table(table: pd.DataFrame, style: str = "text") -> str:
+    """``summary_table`` as an aligned terminal table ("text"), a markdown table (both
+    rounded for reading) or CSV (full precision, for further processing)."""
+    header = ["operator", "noise_level", "method", "L", "objective", "PSNR", "SSIM"]
+    body = _cells(table)
+    if style == "csv":
+        return table.to_csv(index=False, float_format="%.6g").rstrip("\n")
+    if style == "markdown":
+        align = ["---"] * 5 + ["---:"] * 2
+        return "\n".join("| " + " | ".join(line) + " |" for line in [header, align, *body])
+    if style != "text":
+        raise ValueError(f"unknown table style {style!r}; valid: text, csv, markdown")
+    return _aligned([header, *body], numeric_from=5)
+
+
+def _aligned(lines: list[list[str]], numeric_from: int) -> str:
+    """Columns padded to their widest cell, numbers right-aligned, a rule under the header."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+
+    def pad(line: list[str]) -> str:
+        cells = zip(line, widths, strict=True)
+        padded = [c.rjust(w) if i >= numeric_from else c.ljust(w) for i, (c, w) in enumerate(cells)]
+        return "  ".join(padded).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([pad(lines[0]), rule, *(pad(line) for line in lines[1:])])

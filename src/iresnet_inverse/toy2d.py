@@ -18,10 +18,12 @@ import xarray as xr
 
 from iresnet_inverse import bayes, objectives
 from iresnet_inverse.artifacts import variable
-from iresnet_inverse.config import TOY_KEYS
+from iresnet_inverse.config import TOY_KEYS, format_value
 from iresnet_inverse.data.priors import get_prior
 from iresnet_inverse.nets.iresnet import IResNet, build_iresnet
+from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
+from iresnet_inverse.train import Run, Task, TrainSettings, fingerprint, fit
 
 
 def toy_operator(prior: str, eps: float) -> torch.nn.Module:
@@ -30,7 +32,6 @@ def toy_operator(prior: str, eps: float) -> torch.nn.Module:
 
 
 def toy_dir(cell: Mapping[str, Any]) -> str:
-    from iresnet_inverse.config import format_value
 
     return "/".join(f"{k}~{format_value(cell[k])}" for k in TOY_KEYS)
 
@@ -79,6 +80,23 @@ def _grid(prior_name: str, lines: int = 11, resolution: int = 60) -> np.ndarray:
     return np.concatenate([horizontal, horizontal[..., ::-1]])
 
 
+def _grid_dataset(net: IResNet, prior_name: str, solver: SolverConfig) -> xr.Dataset:
+    """A regular grid of the 2D prior's domain and its images under phi and phi^-1 (Fig. 1)."""
+    grid = _grid(prior_name)
+    g = torch.as_tensor(grid.reshape(-1, 2))
+    dims = ("line", "t", "component")
+    with torch.no_grad():
+        forward = net(g).numpy().reshape(grid.shape)
+        inverse = net.inverse(g, solver).x.numpy().reshape(grid.shape)
+    return xr.Dataset(
+        {
+            "grid": variable(dims, grid, "regular grid"),
+            "grid_forward": variable(dims, forward, "grid under phi"),
+            "grid_inverse": variable(dims, inverse, "grid under phi^-1"),
+        }
+    )
+
+
 def train_toy_cell(
     cell: Mapping[str, Any],
     reference: xr.Dataset,
@@ -89,7 +107,6 @@ def train_toy_cell(
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
 ) -> xr.Dataset:
     """Train the toy cell's dense iResNet and evaluate it on the reference points."""
-    from iresnet_inverse.train import fingerprint, fit, solver_config
 
     out_dir = Path(out_dir)
     prior = get_prior(cell["prior"])
@@ -98,7 +115,7 @@ def train_toy_cell(
     x_train = torch.as_tensor(prior.sample(training_points, np.random.default_rng(seed)))
     clean = operator(x_train)
     torch.manual_seed(seed)
-    solver = solver_config(settings["solver"])
+    solver = SolverConfig(**settings["solver"])
     net = build_iresnet(
         {**spec, "dim": prior.dim}, float(cell["lipschitz"]), solver=solver
     ).double()
@@ -123,22 +140,9 @@ def train_toy_cell(
         }
     )
     label = toy_dir(cell)
-    train_settings = {**settings, "noise_factor": float(cell["noise_factor"])}
-    fit(
-        net,
-        objective,
-        operator,
-        x_train,
-        clean,
-        delta,
-        train_settings,
-        seed,
-        out_dir,
-        validate,
-        run_id,
-        label,
-        log,
-    )
+    train_settings = TrainSettings.of({**settings, "noise_factor": float(cell["noise_factor"])})
+    task = Task(objective, operator, x_train, clean, delta, seed)
+    fit(net, task, train_settings, Run(out_dir, run_id, label, validate, log))
     net.eval()
     x_hat = recon(net, y_test)
     with torch.no_grad():
@@ -154,15 +158,6 @@ def train_toy_cell(
         coords={"point": reference["point"], "component": reference["component"]},
     )
     if prior.dim == 2:
-        grid = _grid(cell["prior"])
-        g = torch.as_tensor(grid.reshape(-1, 2))
-        dims = ("line", "t", "component")
-        with torch.no_grad():
-            ds["grid"] = variable(dims, grid, "regular grid")
-            ds["grid_forward"] = variable(
-                dims, net(g).numpy().reshape(grid.shape), "grid under phi"
-            )
-            inverse = net.inverse(g, solver).x.numpy().reshape(grid.shape)
-            ds["grid_inverse"] = variable(dims, inverse, "grid under phi^-1")
+        ds = ds.merge(_grid_dataset(net, cell["prior"], solver))
     (out_dir / "resume.pt").unlink(missing_ok=True)
     return ds

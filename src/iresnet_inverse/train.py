@@ -11,7 +11,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +21,24 @@ import xarray as xr
 from tqdm import tqdm
 
 from iresnet_inverse import objectives
-from iresnet_inverse.artifacts import ArtifactError, variable, write_dataset
+from iresnet_inverse.analysis.metrics import psnr
+from iresnet_inverse.artifacts import read_dataset, variable, write_dataset
 from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
-from iresnet_inverse.config import cell_dir, is_invertible
-from iresnet_inverse.nets.baselines import TotalVariation, build_baseline
-from iresnet_inverse.nets.iresnet import IResNet, build_iresnet, count_parameters
+from iresnet_inverse.config import architecture, cell_dir, train_settings
+from iresnet_inverse.data.observations import paired_split
+from iresnet_inverse.models import MODEL_FILE, ModelMeta, build_network, load_model, save_model
+from iresnet_inverse.nets.iresnet import IResNet, count_parameters
 from iresnet_inverse.nets.solvers import SolverConfig
-from iresnet_inverse.runtime import generator
+from iresnet_inverse.operators import get_operator
+from iresnet_inverse.reconstruct import reconstruct
+from iresnet_inverse.runtime import generator, resolve_device
+from iresnet_inverse.tv import TotalVariation, search_alpha
 
-MODEL_FILE, HISTORY_FILE, RESUME_FILE = "model.pt", "history.nc", "resume.pt"
+HISTORY_FILE, RESUME_FILE = "history.nc", "resume.pt"
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message names cell and step."""
-
-
-def solver_config(settings: Mapping[str, Any]) -> SolverConfig:
-    return SolverConfig(**settings)
 
 
 @dataclass
@@ -68,18 +69,21 @@ def fingerprint(payload: Mapping[str, Any]) -> str:
 
 
 def accelerate(
-    net: torch.nn.Module, settings: Mapping[str, Any], device: torch.device
+    net: torch.nn.Module,
+    device: torch.device,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: str | None = None,
 ) -> tuple[torch.autocast, Callable[[torch.Tensor], torch.Tensor]]:
     """Apply the GPU-path training settings to ``net``: ``compile`` (a torch.compile backend
     for iResNet residual functions), ``channels_last``; return the loss's autocast context
     (``precision`` bf16) and the memory-format conversion for batches."""
-    if settings.get("compile") and isinstance(net, IResNet):
-        net.compile_residuals(settings["compile"])
-    memory_format = torch.channels_last if settings.get("channels_last") else None
+    if compile and isinstance(net, IResNet):
+        net.compile_residuals(compile)
+    memory_format = torch.channels_last if channels_last else None
     if memory_format is not None:
         net.to(memory_format=memory_format)
-    bf16 = settings.get("precision", "fp32") == "bf16"
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def to_memory_format(t: torch.Tensor) -> torch.Tensor:
         return t.contiguous(memory_format=memory_format) if memory_format is not None else t
@@ -87,130 +91,207 @@ def accelerate(
     return autocast, to_memory_format
 
 
-def fit(
-    net: torch.nn.Module,
-    objective: str,
-    operator: torch.nn.Module,
-    x_train: torch.Tensor,
-    clean_train: torch.Tensor,
-    noise_level: float,
-    settings: Mapping[str, Any],
-    seed: int,
-    out_dir: Path,
-    validate: Callable[[torch.nn.Module], float],
-    run_id: str,
-    label: str,
-    log: Callable[[str], None],
-) -> History:
-    """Train ``net`` on (x, F(x) + noise) pairs; checkpoint every epoch to ``out_dir``.
-    ``net`` is an iResNet, or a baseline with the ``supervised`` objective."""
-    device = x_train.device
-    batch = int(settings["batch_size"])
-    epochs = int(settings["epochs"])
-    steps_per_epoch = math.ceil(len(x_train) / batch)
-    solver = solver_config(settings["solver"])
-    estimators = objectives.Estimators(settings["probes"], settings["logdet_terms"])
-    noise_hat = settings["noise_factor"] * noise_level
-    optimizer = torch.optim.Adam(net.parameters(), lr=settings["learning_rate"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(settings["lr_schedule"], epochs * steps_per_epoch)
+@dataclass(frozen=True)
+class TrainSettings:
+    """The resolved ``train`` settings of one job (schema ``$defs/train``), typed once."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    lr_schedule: str
+    noise_factor: float
+    probes: int
+    logdet_terms: int
+    stacked_targets: bool
+    rescale_weights: bool
+    solver: SolverConfig
+    precision: str
+    channels_last: bool
+    compile: str | None
+
+    @classmethod
+    def of(cls, settings: Mapping[str, Any]) -> "TrainSettings":
+        """From a validated settings mapping (extra keys such as ``runtime`` are the
+        scheduler's, not training's)."""
+        values = {f.name: settings[f.name] for f in fields(cls) if f.name != "solver"}
+        return cls(solver=SolverConfig(**settings["solver"]), **values)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What is learned: the objective, the operator, clean training samples x and F(x), the
+    noise level delta of z = F(x) + delta * noise, and the seed of noise and order."""
+
+    objective: str
+    operator: torch.nn.Module
+    x: torch.Tensor
+    clean: torch.Tensor
+    noise_level: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class Run:
+    """How a run is recorded: resume checkpoints in ``out_dir`` tagged ``run_id``, progress
+    and messages under ``label``, and the per-epoch validation score."""
+
+    out_dir: Path
+    run_id: str
+    label: str
+    validate: Callable[[torch.nn.Module], float]
+    log: Callable[[str], None]
+
+
+@dataclass
+class _State:
+    """The mutable part of a run, all of it in the resume checkpoint."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    rng: torch.Generator
+    autocast: torch.autocast
+    to_format: Callable[[torch.Tensor], torch.Tensor]
+    history: History = field(default_factory=History)
+    epoch: int = 0
+    elapsed: float = 0.0
+
+
+def _start(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) -> _State:
+    """GPU-path settings applied; optimizer, schedule and generator, restored from the resume
+    checkpoint of the same run."""
+    autocast, to_format = accelerate(
+        net, task.x.device, settings.precision, settings.channels_last, settings.compile
     )
-    rng = generator(seed)
-    autocast, to_memory_format = accelerate(net, settings, device)
-    history, start_epoch, elapsed = History(), 0, 0.0
-    resume_path = out_dir / RESUME_FILE
-    if resume_path.exists():
-        state = load_checkpoint(resume_path, device)
-        if state.get("run_id") == run_id:
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            rng.set_state(state["generator"])
-            history = History(**json.loads(state["history"]))
-            start_epoch, elapsed = int(state["epoch"]), float(state["elapsed"])
-            history.resumed_at_epochs.append(start_epoch)
-            log(f"{label}: resuming from epoch {start_epoch} of {epochs} ({resume_path})")
-        else:
-            log(f"{label}: {resume_path} belongs to another configuration; starting afresh")
+    steps = settings.epochs * math.ceil(len(task.x) / settings.batch_size)
+    optimizer = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(settings.lr_schedule, steps)
+    )
+    state = _State(optimizer, scheduler, generator(task.seed), autocast, to_format)
+    path = run.out_dir / RESUME_FILE
+    if not path.exists():
+        return state
+    saved = load_checkpoint(path, task.x.device)
+    if saved.get("run_id") != run.run_id:
+        run.log(f"{run.label}: {path} belongs to another configuration; starting afresh")
+        return state
+    net.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    state.rng.set_state(saved["generator"])
+    state.history = History(**json.loads(saved["history"]))
+    state.epoch, state.elapsed = int(saved["epoch"]), float(saved["elapsed"])
+    state.history.resumed_at_epochs.append(state.epoch)
+    run.log(f"{run.label}: resuming from epoch {state.epoch} of {settings.epochs} ({path})")
+    return state
+
+
+def _save(net: torch.nn.Module, state: _State, run: Run) -> None:
+    save_checkpoint(
+        {
+            "run_id": run.run_id,
+            "model": net.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(),
+            "generator": state.rng.get_state(),
+            "history": json.dumps(state.history.__dict__),
+            "epoch": state.epoch,
+            "elapsed": state.elapsed,
+        },
+        run.out_dir / RESUME_FILE,
+    )
+
+
+def _train_epoch(
+    net: torch.nn.Module,
+    task: Task,
+    settings: TrainSettings,
+    state: _State,
+    run: Run,
+    progress: tqdm,
+) -> None:
+    """One pass over the shuffled training set with fresh noise; records loss and solves."""
+    device, batch = task.x.device, settings.batch_size
+    estimators = objectives.Estimators(settings.probes, settings.logdet_terms)
+    order = torch.randperm(len(task.x), generator=state.rng).to(device)
+    noise = (task.noise_level * torch.randn(task.x.shape, generator=state.rng)).to(device)
+    history = state.history
+    for i in range(math.ceil(len(task.x) / batch)):
+        idx = order[i * batch : (i + 1) * batch]
+        state.optimizer.zero_grad(set_to_none=True)
+        with state.autocast:
+            value, inverse = objectives.loss(
+                task.objective,
+                net,
+                task.operator,
+                state.to_format(task.x[idx]),
+                state.to_format(task.clean[idx] + noise[idx]),
+                settings.noise_factor * task.noise_level,
+                settings.solver,
+                estimators,
+                state.rng,
+                settings.stacked_targets,
+            )
+        if not torch.isfinite(value):
+            raise TrainingError(
+                f"{run.label}: non-finite loss {float(value.detach())} at step "
+                f"{len(history.loss)} (epoch {state.epoch})"
+            )
+        value.backward()
+        state.optimizer.step()
+        if settings.rescale_weights and isinstance(net, IResNet):
+            net.rescale_raw_weights()
+        history.loss.append(float(value.detach()))
+        history.learning_rate.append(state.scheduler.get_last_lr()[0])
+        state.scheduler.step()
+        solved = inverse is not None
+        history.inverse_evaluations.append(
+            float(inverse.iterations.float().mean()) if solved else float("nan")
+        )
+        history.inverse_residual.append(float(inverse.residual.max()) if solved else float("nan"))
+        progress.update(1)
+
+
+def _end_epoch(net: torch.nn.Module, state: _State, run: Run, seconds: float) -> None:
+    """Validate, record the uncapped any-size Lipschitz bound (iResNets: it exceeds L_i if the
+    size ratios went stale during the epoch), refresh them, and checkpoint."""
+    net.eval()
+    state.history.val_psnr.append(run.validate(net))
     net.train()
+    if isinstance(net, IResNet):
+        state.history.lipschitz_estimate.append(net.lipschitz_certificate())
+        net.refresh_norms()
+    state.history.epoch_seconds.append(seconds)
+    state.elapsed += seconds
+    state.epoch += 1
+    _save(net, state, run)
+
+
+def fit(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) -> History:
+    """Train ``net`` (an iResNet, or a baseline with the ``supervised`` objective) on
+    (x, F(x) + noise) pairs; checkpoint every epoch to ``run.out_dir``, resume from there."""
+    state = _start(net, task, settings, run)
+    steps = math.ceil(len(task.x) / settings.batch_size)
     progress = tqdm(
-        total=epochs * steps_per_epoch,
-        initial=start_epoch * steps_per_epoch,
-        desc=label,
+        total=settings.epochs * steps,
+        initial=state.epoch * steps,
+        desc=run.label,
         file=sys.stderr,
         mininterval=2.0,
         dynamic_ncols=True,
     )
-    if isinstance(net, IResNet) and start_epoch == 0:
+    net.train()
+    if isinstance(net, IResNet) and state.epoch == 0:
         net.refresh_norms()  # the projection holds at every size
-    for epoch in range(start_epoch, epochs):
+    while state.epoch < settings.epochs:
         started = time.perf_counter()
-        order = torch.randperm(len(x_train), generator=rng).to(device)
-        noise = (noise_level * torch.randn(x_train.shape, generator=rng)).to(device)
-        for i in range(steps_per_epoch):
-            idx = order[i * batch : (i + 1) * batch]
-            z = to_memory_format(clean_train[idx] + noise[idx])
-            optimizer.zero_grad(set_to_none=True)
-            with autocast:
-                value, inverse = objectives.loss(
-                    objective,
-                    net,
-                    operator,
-                    to_memory_format(x_train[idx]),
-                    z,
-                    noise_hat,
-                    solver,
-                    estimators,
-                    rng,
-                    settings.get("stacked_targets", True),
-                )
-            step = epoch * steps_per_epoch + i
-            if not torch.isfinite(value):
-                loss_value = float(value.detach())
-                raise TrainingError(
-                    f"{label}: non-finite loss {loss_value} at step {step} (epoch {epoch})"
-                )
-            value.backward()
-            optimizer.step()
-            if settings.get("rescale_weights", False) and isinstance(net, IResNet):
-                net.rescale_raw_weights()
-            history.loss.append(float(value.detach()))
-            history.learning_rate.append(scheduler.get_last_lr()[0])
-            scheduler.step()
-            if inverse is None:
-                history.inverse_evaluations.append(float("nan"))
-                history.inverse_residual.append(float("nan"))
-            else:
-                history.inverse_evaluations.append(float(inverse.iterations.float().mean()))
-                history.inverse_residual.append(float(inverse.residual.max()))
-            progress.update(1)
-        net.eval()
-        history.val_psnr.append(validate(net))
-        net.train()
-        if isinstance(net, IResNet):
-            # Uncapped: the any-size bound of the weights as trained this epoch (it exceeds L_i
-            # if the size ratios went stale); the refresh then restores the bound for the next.
-            history.lipschitz_estimate.append(net.lipschitz_certificate())
-            net.refresh_norms()
-        history.epoch_seconds.append(time.perf_counter() - started)
-        elapsed += history.epoch_seconds[-1]
+        _train_epoch(net, task, settings, state, run, progress)
+        _end_epoch(net, state, run, time.perf_counter() - started)
+        history = state.history
         progress.set_postfix(loss=f"{history.loss[-1]:.4g}", val_psnr=f"{history.val_psnr[-1]:.2f}")
-        save_checkpoint(
-            {
-                "run_id": run_id,
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "generator": rng.get_state(),
-                "history": json.dumps(history.__dict__),
-                "epoch": epoch + 1,
-                "elapsed": elapsed,
-            },
-            resume_path,
-        )
     progress.close()
     net.eval()
-    return history
+    return state.history
 
 
 def history_dataset(
@@ -274,65 +355,25 @@ def certify(net: IResNet) -> list[float]:
     return net.lipschitz_certificate()
 
 
-def model_payload(net: IResNet, spec: Mapping[str, Any], meta: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "model": net.state_dict(),
-        "spec": json.dumps(dict(spec)),
-        "meta": json.dumps(dict(meta)),
-    }
-
-
-def build_network(spec: Mapping[str, Any], meta: Mapping[str, Any]) -> torch.nn.Module:
-    """The untrained network of a cell: an iResNet, a learned baseline, or TV (whose one
-    "weight" is alpha). ``meta`` holds the cell, solver and operator settings."""
-    if is_invertible(spec):
-        return build_iresnet(spec, meta["lipschitz"], solver_config(meta["solver"]))
-    if spec["kind"] == "tv":
-        from iresnet_inverse.operators import get_operator
-
-        operator = get_operator(meta["cell"]["operator"], **meta["operator_params"])
-        return TotalVariation(operator, 0.0, spec["tol"], spec["max_iter"])
-    return build_baseline(spec)
-
-
-def load_model(
-    path: str | Path, device: torch.device | str = "cpu"
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """A trained network and its metadata (cell, image size, solver) from ``model.pt``."""
-    payload = load_checkpoint(path, device)
-    try:
-        spec, meta = json.loads(payload["spec"]), json.loads(payload["meta"])
-        net = build_network(spec, meta)
-        net.load_state_dict(payload["model"])
-    except (KeyError, RuntimeError, ValueError) as err:
-        raise ArtifactError(f"{path}: not an iresnet-inverse model ({err})") from err
-    return net.to(device).eval(), meta
-
-
 def finish(
     net: torch.nn.Module,
     history: History,
     spec: Mapping[str, Any],
-    meta: Mapping[str, Any],
+    meta: ModelMeta,
     out_dir: Path,
-    cell: Mapping[str, Any],
-    config: Mapping[str, Any],
     steps_per_epoch: int,
     batch_size: int,
-    rule: str,
+    record: Mapping[str, Any],
 ) -> None:
-    """Certify (iResNets), then write model.pt and history.nc; drop the resume checkpoint."""
+    """Certify (iResNets), then write model.pt and history.nc (with ``record``'s config, rule
+    and cell as provenance); drop the resume checkpoint."""
     certificate = certify(net) if isinstance(net, IResNet) else []
-    save_checkpoint(
-        model_payload(net, spec, {**meta, "certificate": certificate}), out_dir / MODEL_FILE
-    )
+    save_model(net, spec, replace(meta, certificate=certificate), out_dir / MODEL_FILE)
     write_dataset(
         history_dataset(history, certificate, net, steps_per_epoch, batch_size),
         out_dir / HISTORY_FILE,
-        title=f"training history of {cell_dir(cell)}",
-        config=config,
-        rule=rule,
-        cell=cell,
+        title=f"training history of {cell_dir(record['cell'])}",
+        **record,
     )
     (out_dir / RESUME_FILE).unlink(missing_ok=True)
 
@@ -348,8 +389,6 @@ def tune_total_variation(
 ) -> xr.Dataset:
     """TV's training: a seeded random search of alpha on the validation split (as the paper
     tuned its baselines). Sets ``tv.alpha``; returns the search as a history dataset."""
-    from iresnet_inverse.tv import search_alpha
-
     started = time.perf_counter()
     search = search_alpha(
         tv.operator,
@@ -394,97 +433,52 @@ def train_image_cell(
 ) -> None:
     """Train the cell's network on image patches (for TV: search alpha on the validation
     split); write model.pt and history.nc to ``out_dir``."""
-    from iresnet_inverse.analysis.metrics import psnr
-    from iresnet_inverse.artifacts import read_dataset
-    from iresnet_inverse.config import architecture, train_settings
-    from iresnet_inverse.data.observations import paired_split
-    from iresnet_inverse.operators import get_operator
-    from iresnet_inverse.reconstruct import reconstruct
-    from iresnet_inverse.runtime import resolve_device
-
-    out_dir = Path(out_dir)
+    out_dir, label = Path(out_dir), cell_dir(cell)
     device = resolve_device(config.get("device", "auto"))
-    label = cell_dir(cell)
-    settings = train_settings(config, cell)
-    spec = architecture(config, cell["arch"])
+    settings, spec = train_settings(config, cell), architecture(config, cell["arch"])
     images, observations = read_dataset(images_path), read_dataset(observations_path)
     operator_params = config["operators"][cell["operator"]]
     operator = get_operator(cell["operator"], **operator_params).to(device)
     x_train = torch.as_tensor(paired_split(images, None, "train")[0])[:, None].to(device)
     x_val, _, z_val = paired_split(images, observations, "val")
     z_val_t = torch.as_tensor(z_val)[:, None].to(device)
-    meta = {
-        "cell": dict(cell),
-        "lipschitz": float(cell["lipschitz"]),
-        "image_size": int(x_train.shape[-1]),
-        "solver": settings["solver"],
-        "operator_params": dict(operator_params),
-    }
+    meta = ModelMeta(
+        cell=dict(cell),
+        lipschitz=float(cell["lipschitz"]),
+        solver=settings["solver"],
+        operator_params=dict(operator_params),
+        patch_size=int(x_train.shape[-1]),
+    )
     torch.manual_seed(int(cell["seed"]))
     net = build_network(spec, meta).to(device)
+    record = {"config": config, "rule": rule, "cell": cell}
     if spec["kind"] == "tv":
         search = tune_total_variation(net, x_val, z_val_t, spec, int(cell["seed"]), label, log)
-        save_checkpoint(model_payload(net, spec, meta), out_dir / MODEL_FILE)
-        write_dataset(
-            search,
-            out_dir / HISTORY_FILE,
-            title=f"TV weight search of {label}",
-            config=config,
-            rule=rule,
-            cell=cell,
-        )
+        save_model(net, spec, meta, out_dir / MODEL_FILE)
+        title = f"TV weight search of {label}"
+        write_dataset(search, out_dir / HISTORY_FILE, title=title, **record)
         return
     log(
         f"{label}: {count_parameters(net):,} parameters, {len(x_train)} training patches, "
         f"device {device}, {torch.get_num_threads()} threads"
     )
     if warm_start is not None:
-        warm, _ = load_model(warm_start, device)
-        net.load_state_dict(warm.state_dict())
+        net.load_state_dict(load_model(warm_start, device)[0].state_dict())
         log(f"{label}: warm start from {warm_start}")
-    with torch.no_grad():
-        clean_train = operator(x_train)
-    solver = solver_config(settings["solver"])
+    solver = SolverConfig(**settings["solver"])
 
     def validate(model: torch.nn.Module) -> float:
         x_hat, _ = reconstruct(model, cell["objective"], operator, z_val_t, solver)
         return float(np.mean(psnr(x_val, x_hat[:, 0].cpu().numpy())))
 
-    run_id = fingerprint(
-        {
-            "cell": dict(cell),
-            "settings": settings,
-            "spec": spec,
-            "warm_start": str(warm_start),
-            "data": config.get("data"),
-        }
+    identity = {"cell": dict(cell), "settings": settings, "spec": spec}
+    run_id = fingerprint({**identity, "warm_start": str(warm_start), "data": config.get("data")})
+    with torch.no_grad():
+        clean_train = operator(x_train)
+    task = Task(
+        cell["objective"], operator, x_train, clean_train, float(cell["noise_level"]), cell["seed"]
     )
-    history = fit(
-        net,
-        cell["objective"],
-        operator,
-        x_train,
-        clean_train,
-        float(cell["noise_level"]),
-        settings,
-        int(cell["seed"]),
-        out_dir,
-        validate,
-        run_id,
-        label,
-        log,
-    )
+    history = fit(net, task, TrainSettings.of(settings), Run(out_dir, run_id, label, validate, log))
     steps_per_epoch = math.ceil(len(x_train) / settings["batch_size"])
-    finish(
-        net,
-        history,
-        spec,
-        meta,
-        out_dir,
-        cell,
-        config,
-        steps_per_epoch,
-        settings["batch_size"],
-        rule,
-    )
+    finish(net, history, spec, meta, out_dir, steps_per_epoch, settings["batch_size"], record)
     log(f"{label}: done, final validation PSNR {history.val_psnr[-1]:.2f} dB")

@@ -210,6 +210,7 @@ def tv_pdhg(
     half the iterations (never markedly more). ``x0`` and ``dual0`` (a previous result's
     ``dual``, for a nearby alpha) warm-start the iteration; without ``dual0`` the duals start
     at zero. Stops when the relative change of x (per image, max over the batch) is below ``tol``.
+    (One algorithm, kept whole so that it can be read against the paper's pseudo-code.)
     """
     if operator is not None and not is_linear(operator):
         raise ValueError("tv_pdhg needs a linear operator with an adjoint; use tv_fista")
@@ -348,6 +349,7 @@ def tv_fista(
 
     Stops when the relative change of the proximal-gradient candidate from the extrapolated
     point (per image, max over the batch) falls below ``tol``, a fixed-point residual.
+    (One algorithm, kept whole so that it can be read against the paper's pseudo-code.)
     """
     _check_alpha(alpha)
     if inner_tol is None:
@@ -463,3 +465,23 @@ def search_alpha(
     table.sort()
     best_alpha, best_psnr = max(table, key=lambda row: row[1])
     return AlphaSearch(best_alpha, best_psnr, table)
+
+
+class TotalVariation(torch.nn.Module):
+    """TV reconstruction as a module: forward(z) solves min_x 1/2 ||F(x) - z||^2 + alpha TV(x)
+    (``iresnet_inverse.tv``). alpha is a buffer, set by the validation search."""
+
+    def __init__(
+        self, operator: torch.nn.Module, alpha: float, tol: float = 1e-4, max_iter: int = 500
+    ) -> None:
+        super().__init__()
+        self.operator = operator
+        self.tol, self.max_iter = tol, max_iter
+        self.register_buffer("alpha", torch.tensor(float(alpha), dtype=torch.float64))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():  # the nonlinear solver differentiates the data term
+            result = tv_reconstruct(
+                self.operator, z, float(self.alpha), tol=self.tol, max_iter=self.max_iter
+            )
+        return result.x.detach()

@@ -2,7 +2,6 @@
 # dataset per probe.
 
 ANALYSIS_CELLS = study_config.analysis_cells(config)
-PROBES = ["directional", "saliency"]
 
 
 rule probe:

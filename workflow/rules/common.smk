@@ -4,6 +4,12 @@ import os
 import sys
 
 from iresnet_inverse import config as study_config
+from iresnet_inverse.registry import (
+    ANALYSIS_FIGURES,
+    PROBES,
+    RECONSTRUCTION_FIGURES,
+    TOY_FIGURES,
+)
 
 # Rules call the command line of the environment that runs Snakemake.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")

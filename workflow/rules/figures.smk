@@ -1,4 +1,5 @@
-# Figures: read NetCDF only, so restyling never recomputes anything upstream.
+# Figures: read NetCDF only, so restyling never recomputes anything upstream. Their names come
+# from iresnet_inverse.registry (imported in common.smk).
 
 
 rule figure_operators:
@@ -21,9 +22,6 @@ rule figure_operators:
     shell:
         "iresnet-inverse figure operators {input} --out-stem {params.stem} "
         "--config-json {params.cfg:q} --rule figure_operators 2>&1 | tee {log}"
-
-
-TOY_FIGURES = ["toy_grid", "toy_mse_vs_noise", "toy_noise_ablation", "toy_estimators"]
 
 
 rule figure_toy:
@@ -49,15 +47,6 @@ rule figure_toy:
         "--config-json {params.cfg:q} --rule figure_toy 2>&1 | tee {log}"
 
 
-RECONSTRUCTION_FIGURES = [
-    "psnr_vs_lipschitz",
-    "methods_vs_noise",
-    "inversion_error",
-    "forward_approximation",
-    "learned_operator",
-]
-
-
 def reconstruction_figures():
     """Figure names for the reconstruction study: the iResNet figures need reconstruction-
     trained iResNet cells; the examples figure is drawn per operator."""
@@ -65,7 +54,7 @@ def reconstruction_figures():
         c["objective"] == "reconstruction" and c["lipschitz"] != study_config.UNCONSTRAINED
         for c in CELLS
     )
-    names = RECONSTRUCTION_FIGURES if invertible else ["methods_vs_noise"]
+    names = list(RECONSTRUCTION_FIGURES) if invertible else ["methods_vs_noise"]
     return names + [f"examples_{op}" for op in OPERATOR_NAMES]
 
 
@@ -80,7 +69,7 @@ rule figure_reconstruction:
         ),
         f"{RESULTS}/figures/{{reconstruction_figure}}.pdf",
     wildcard_constraints:
-        reconstruction_figure="|".join(RECONSTRUCTION_FIGURES + ["examples_[A-Za-z0-9_]+"]),
+        reconstruction_figure="|".join([*RECONSTRUCTION_FIGURES, "examples_[A-Za-z0-9_]+"]),
     params:
         cfg=config_json("figures"),
         stem=lambda wc: f"{RESULTS}/figures/{wc.reconstruction_figure}",
@@ -91,17 +80,6 @@ rule figure_reconstruction:
         "iresnet-inverse figure {wildcards.reconstruction_figure} {input} "
         "--out-stem {params.stem} --config-json {params.cfg:q} "
         "--rule figure_reconstruction 2>&1 | tee {log}"
-
-
-ANALYSIS_FIGURES = [
-    "directional_directions",
-    "directional_norms",
-    "saliency_clusters",
-    "saliency_means",
-    "cluster_selection",
-    "manual_clusters",
-    "clusters_vs_lipschitz",
-]
 
 
 rule figure_analysis:

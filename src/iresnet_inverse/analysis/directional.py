@@ -82,6 +82,19 @@ def _linear_maps(
     return forward, adjoint
 
 
+def _mask_tensor(mask: torch.Tensor | np.ndarray | None, x0: torch.Tensor) -> torch.Tensor | None:
+    """The mask as a 0/1 tensor shaped like x0 (None: every pixel)."""
+    if mask is None:
+        return None
+    if isinstance(mask, torch.Tensor):
+        mask = mask.detach().cpu().numpy()
+    mask_t = torch.as_tensor(np.asarray(mask, dtype=bool), device=x0.device)
+    mask_t = mask_t.reshape(x0.shape[-2:]).expand_as(x0).to(x0.dtype)
+    if not bool(mask_t.any()):
+        raise ValueError("the mask selects no pixel")
+    return mask_t
+
+
 @torch.no_grad()  # torch.func differentiates anyway; no graph through the parameters
 def max_regularization_direction(
     phi: ImageMap,
@@ -103,21 +116,15 @@ def max_regularization_direction(
     rejected and that restart's step size halved (a safeguard: at fixed step size the ascent
     can overshoot when A has large eigenvalues of both signs). With ``tol`` the iteration
     stops early once no restart improves J by more than ``tol * max(|J|, 1)`` in a step and
-    no step was rejected. Networks should be in ``eval()`` mode.
+    no step was rejected. Networks should be in ``eval()`` mode. (One algorithm, kept whole
+    so that it reads top to bottom.)
     """
     if x0.ndim != 4 or x0.shape[:2] != (1, 1):
         raise ValueError(f"x0 must have shape (1, 1, H, W), got {tuple(x0.shape)}")
     if restarts < 1 or steps < 0 or step_size <= 0:
         raise ValueError("need restarts >= 1, steps >= 0 and step_size > 0")
     x0 = x0.detach()
-    mask_t = None
-    if mask is not None:
-        if isinstance(mask, torch.Tensor):
-            mask = mask.detach().cpu().numpy()
-        mask_t = torch.as_tensor(np.asarray(mask, dtype=bool), device=x0.device)
-        mask_t = mask_t.reshape(x0.shape[-2:]).expand_as(x0).to(x0.dtype)
-        if not bool(mask_t.any()):
-            raise ValueError("the mask selects no pixel")
+    mask_t = _mask_tensor(mask, x0)
 
     phi_fwd, phi_adj = _linear_maps(phi, x0)
     op_fwd, op_adj = _linear_maps(operator, x0)

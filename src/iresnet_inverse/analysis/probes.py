@@ -30,7 +30,10 @@ from iresnet_inverse.analysis.edges import (
     manual_cluster_means,
 )
 from iresnet_inverse.analysis.saliency import saliency_kernels, sample_pixels
-from iresnet_inverse.artifacts import variable
+from iresnet_inverse.artifacts import read_dataset, variable
+from iresnet_inverse.data.observations import paired_split
+from iresnet_inverse.models import load_trained_cell
+from iresnet_inverse.runtime import resolve_device
 
 ImageMap = Callable[[torch.Tensor], torch.Tensor]
 MAPS = ("operator", "network")
@@ -117,6 +120,127 @@ def directional_dataset(
     )
 
 
+def _spectral_clusters(
+    maps: Mapping[str, ImageMap],
+    named: np.ndarray,
+    pixels: np.ndarray,
+    settings: Mapping[str, Any],
+    device: torch.device,
+) -> xr.Dataset:
+    """Per map and named image: the saliency kernels at P, their spectral clusters and each
+    cluster's mean kernel and share of weak and strong Canny edge pixels."""
+    crop, k, seed = settings["crop"], settings["clusters"], settings["seed"]
+    n_img, n_px = len(named), len(pixels)
+    kernel = np.zeros((len(MAPS), n_img, n_px, crop, crop), dtype=np.float32)
+    label = np.zeros((len(MAPS), n_img, n_px), dtype=np.int8)
+    cluster_kernel = np.zeros((len(MAPS), n_img, k, crop, crop))
+    count, weak_share, strong_share = (np.zeros((len(MAPS), n_img, k)) for _ in range(3))
+    edge_cluster = np.zeros((len(MAPS), n_img), dtype=np.int8)
+    seconds = np.zeros(len(MAPS))
+    edge_maps = [canny_edges(image) for image in named]
+    jobs = [(m, i) for m in range(len(MAPS)) for i in range(n_img)]
+    for m, i in tqdm(jobs, desc="saliency maps", mininterval=5):
+        start = time.perf_counter()
+        result = saliency_kernels(maps[MAPS[m]], _image(named, i, device), pixels, crop=crop)
+        seconds[m] += time.perf_counter() - start
+        kernel[m, i] = result.kernels
+        label[m, i] = spectral_clusters(result.kernels, k, seed)
+        stats = cluster_edge_stats(result.kernels, label[m, i], pixels, edge_maps[i])
+        found = len(stats.counts)  # spectral clustering may leave a cluster empty
+        cluster_kernel[m, i, :found] = stats.mean_kernels
+        count[m, i, :found], edge_cluster[m, i] = stats.counts, stats.edge_cluster
+        weak_share[m, i, :found] = stats.weak_share
+        strong_share[m, i, :found] = stats.strong_share
+    per_cluster, img = ("map", "name", "cluster"), ("name", "ny", "nx")
+    edges = {kind: np.stack([getattr(e, kind) for e in edge_maps]) for kind in ("weak", "strong")}
+    return xr.Dataset(
+        {
+            "kernel": variable(
+                ("map", "name", "pixel", "ky", "kx"), kernel, "normalized saliency kernel"
+            ),
+            "label": variable(("map", "name", "pixel"), label, "spectral cluster"),
+            "cluster_kernel": variable(
+                (*per_cluster, "ky", "kx"), cluster_kernel, "mean kernel of the cluster"
+            ),
+            "cluster_count": variable(per_cluster, count, "pixels in the cluster"),
+            "weak_share": variable(per_cluster, weak_share, "share of the cluster on weak edges"),
+            "strong_share": variable(
+                per_cluster, strong_share, "share of the cluster on strong edges"
+            ),
+            "edge_cluster": variable(
+                ("map", "name"), edge_cluster, "cluster with the most edge pixels"
+            ),
+            "weak_edge": variable(img, edges["weak"].astype(np.int8), "weak Canny edge"),
+            "strong_edge": variable(img, edges["strong"].astype(np.int8), "strong Canny edge"),
+            "saliency_seconds": variable(
+                ("map",), seconds, "time for the saliency kernels of all named images", "s"
+            ),
+        }
+    )
+
+
+def _cluster_selection(kernel: np.ndarray, settings: Mapping[str, Any]) -> xr.Dataset:
+    """Elbow, gap and gap* curves and their choices of k, per map, on the first named image."""
+    k_max = min(settings["k_max"], kernel.shape[2])
+    descriptions = {
+        "dispersion": "k-means dispersion W_k (first named image)",
+        "gap": "gap statistic",
+        "gap_se": "standard error of the gap statistic",
+        "gap_star": "gap* statistic",
+        "gap_star_se": "standard error of gap*",
+    }
+    selections = [
+        select_k(kernel[m, 0], k_max, settings["references"], settings["seed"])
+        for m in range(len(MAPS))
+    ]
+    curves = {
+        c: variable(("map", "k"), np.stack([getattr(s, c) for s in selections]), text)
+        for c, text in descriptions.items()
+    }
+    chosen = {
+        c: variable(("map",), np.array([getattr(s, c) for s in selections]), f"k chosen by {c[2:]}")
+        for c in ("k_elbow", "k_gap", "k_gap_star")
+    }
+    return xr.Dataset({**curves, **chosen}, coords={"k": np.arange(1, k_max + 1)})
+
+
+def _manual_clusters(
+    maps: Mapping[str, ImageMap],
+    images: np.ndarray,
+    settings: Mapping[str, Any],
+    device: torch.device,
+    source: str,
+) -> xr.Dataset:
+    """Fig. 15: the mean kernels of edge and smooth pixels pooled over ``images``."""
+    manual = np.zeros((len(MAPS), 2, settings["crop"], settings["crop"]))
+    pixels = np.zeros(2, dtype=np.int64)
+    for m, name in enumerate(MAPS):
+        means = manual_cluster_means(
+            maps[name],
+            (_image(images, i, device) for i in range(len(images))),
+            settings["per_cluster"],
+            settings["crop"],
+        )
+        manual[m] = means.edge, means.smooth
+        pixels[:] = means.edge_count, means.smooth_count  # the same pixels for both maps
+    return xr.Dataset(
+        {
+            "manual_kernel": variable(
+                ("map", "manual", "ky", "kx"),
+                manual,
+                f"mean kernel of the manual cluster over the {source}",
+            ),
+            "manual_images": variable(
+                (), np.int64(len(images)), f"images in the manual cluster means ({source})"
+            ),
+            "manual_pixels": variable(
+                ("manual",), pixels, "pixels in the manual cluster mean, all images"
+            ),
+        },
+        coords={"manual": ["edge", "smooth"]},
+    )
+
+
 def saliency_dataset(
     phi: ImageMap,
     operator: ImageMap,
@@ -137,116 +261,28 @@ def saliency_dataset(
     manual_source = named if test is None else np.asarray(test, dtype=np.float32)
     if manual_source.ndim != 3 or not len(manual_source):
         raise ValueError(f"need a stack (n, H, W) of test images, got {manual_source.shape}")
-    crop, k, seed = settings["crop"], settings["clusters"], settings["seed"]
+    crop = settings["crop"]
     size = named.shape[1:]
     interior = (size[0] - crop + 1) * (size[1] - crop + 1)
-    pixels = sample_pixels(size, min(settings["pixels"], interior), seed, crop)
+    pixels = sample_pixels(size, min(settings["pixels"], interior), settings["seed"], crop)
     maps = {"operator": operator, "network": phi}
-    n_img, n_px = len(names), len(pixels)
-    kernel = np.zeros((len(MAPS), n_img, n_px, crop, crop), dtype=np.float32)
-    label = np.zeros((len(MAPS), n_img, n_px), dtype=np.int8)
-    cluster_kernel = np.zeros((len(MAPS), n_img, k, crop, crop))
-    count, weak_share, strong_share = (np.zeros((len(MAPS), n_img, k)) for _ in range(3))
-    edge_cluster = np.zeros((len(MAPS), n_img), dtype=np.int8)
-    seconds = np.zeros(len(MAPS))
-    weak = np.zeros(named.shape, dtype=np.int8)
-    strong = np.zeros(named.shape, dtype=np.int8)
-    k_max = min(settings["k_max"], n_px)
-    curves = {c: np.zeros((len(MAPS), k_max)) for c in ("dispersion", "gap", "gap_se")}
-    curves |= {c: np.zeros((len(MAPS), k_max)) for c in ("gap_star", "gap_star_se")}
-    chosen = {c: np.zeros(len(MAPS), dtype=np.int64) for c in ("k_elbow", "k_gap", "k_gap_star")}
-    manual = np.zeros((len(MAPS), 2, crop, crop))
-    manual_pixels = np.zeros(2, dtype=np.int64)
-    edge_maps = [canny_edges(image) for image in named]
-    for i, edge_map in enumerate(edge_maps):
-        weak[i], strong[i] = edge_map.weak, edge_map.strong
-    jobs = [(m, i) for m in range(len(MAPS)) for i in range(n_img)]
-    for m, i in tqdm(jobs, desc="saliency maps", mininterval=5):
-        start = time.perf_counter()
-        result = saliency_kernels(maps[MAPS[m]], _image(named, i, device), pixels, crop=crop)
-        seconds[m] += time.perf_counter() - start
-        kernel[m, i] = result.kernels
-        label[m, i] = spectral_clusters(result.kernels, k, seed)
-        stats = cluster_edge_stats(result.kernels, label[m, i], pixels, edge_maps[i])
-        found = len(stats.counts)  # spectral clustering may leave a cluster empty
-        cluster_kernel[m, i, :found] = stats.mean_kernels
-        count[m, i, :found], edge_cluster[m, i] = stats.counts, stats.edge_cluster
-        weak_share[m, i, :found] = stats.weak_share
-        strong_share[m, i, :found] = stats.strong_share
-    for m, name in enumerate(MAPS):
-        selection = select_k(kernel[m, 0], k_max, settings["references"], seed)
-        for c in curves:
-            curves[c][m] = getattr(selection, c)
-        for c in chosen:
-            chosen[c][m] = getattr(selection, c)
-        means = manual_cluster_means(
-            maps[name],
-            (_image(manual_source, i, device) for i in range(len(manual_source))),
-            settings["per_cluster"],
-            crop,
-        )
-        manual[m] = means.edge, means.smooth
-        manual_pixels[:] = means.edge_count, means.smooth_count  # the same pixels for both maps
-    img = ("name", "ny", "nx")
-    per_cluster = ("map", "name", "cluster")
-    descriptions = {
-        "dispersion": "k-means dispersion W_k (first named image)",
-        "gap": "gap statistic",
-        "gap_se": "standard error of the gap statistic",
-        "gap_star": "gap* statistic",
-        "gap_star_se": "standard error of gap*",
-    }
-    return xr.Dataset(
-        {
-            "kernel": variable(
-                ("map", "name", "pixel", "ky", "kx"), kernel, "normalized saliency kernel"
-            ),
-            "label": variable(("map", "name", "pixel"), label, "spectral cluster"),
-            "cluster_kernel": variable(
-                (*per_cluster, "ky", "kx"), cluster_kernel, "mean kernel of the cluster"
-            ),
-            "cluster_count": variable(per_cluster, count, "pixels in the cluster"),
-            "weak_share": variable(per_cluster, weak_share, "share of the cluster on weak edges"),
-            "strong_share": variable(
-                per_cluster, strong_share, "share of the cluster on strong edges"
-            ),
-            "edge_cluster": variable(
-                ("map", "name"), edge_cluster, "cluster with the most edge pixels"
-            ),
-            **{c: variable(("map", "k"), v, descriptions[c]) for c, v in curves.items()},
-            **{c: variable(("map",), v, f"k chosen by {c[2:]}") for c, v in chosen.items()},
-            "manual_kernel": variable(
-                ("map", "manual", "ky", "kx"),
-                manual,
-                "mean kernel of the manual cluster over the "
-                + ("named images" if test is None else "test images"),
-            ),
-            "manual_images": variable(
-                (),
-                np.int64(len(manual_source)),
-                "images in the manual cluster means"
-                + (" (the named images)" if test is None else " (the test split)"),
-            ),
-            "manual_pixels": variable(
-                ("manual",), manual_pixels, "pixels in the manual cluster mean, all images"
-            ),
-            "weak_edge": variable(img, weak, "weak Canny edge"),
-            "strong_edge": variable(img, strong, "strong Canny edge"),
-            "image": variable(img, named.astype(np.float32), "x0"),
-            "saliency_seconds": variable(
-                ("map",), seconds, "time for the saliency kernels of all named images", "s"
-            ),
-        },
-        coords={
-            "map": list(MAPS),
-            "name": names,
-            "pixel": np.arange(n_px),
-            "pixel_row": ("pixel", pixels[:, 0]),
-            "pixel_col": ("pixel", pixels[:, 1]),
-            "cluster": np.arange(k),
-            "k": np.arange(1, k_max + 1),
-            "manual": ["edge", "smooth"],
-        },
+    spectral = _spectral_clusters(maps, named, pixels, settings, device)
+    source = "named images" if test is None else "test images"
+    ds = xr.merge(
+        [
+            spectral,
+            _cluster_selection(spectral["kernel"].values, settings),
+            _manual_clusters(maps, manual_source, settings, device, source),
+        ]
+    )
+    ds["image"] = variable(("name", "ny", "nx"), named.astype(np.float32), "x0")
+    return ds.assign_coords(
+        map=list(MAPS),
+        name=names,
+        pixel=np.arange(len(pixels)),
+        pixel_row=("pixel", pixels[:, 0]),
+        pixel_col=("pixel", pixels[:, 1]),
+        cluster=np.arange(settings["clusters"]),
     )
 
 
@@ -259,22 +295,14 @@ def probe_model_file(
     """Load a trained cell and run one probe ("directional" or "saliency") on the named
     test images against the cell's true operator; the saliency probe's manual cluster means
     run over the whole test split."""
-    from iresnet_inverse.artifacts import read_dataset
-    from iresnet_inverse.operators import get_operator
-    from iresnet_inverse.runtime import resolve_device
-    from iresnet_inverse.train import load_model
-
     device = resolve_device(config.get("device", "auto"))
-    net, meta = load_model(model_path, device)
-    cell = meta["cell"]
-    operator = get_operator(cell["operator"], **config["operators"][cell["operator"]]).to(device)
+    trained = load_trained_cell(model_path, device)
+    net, cell, operator = trained.net, trained.cell, trained.operator
     images = read_dataset(images_path)
     named = images["named"].values.astype(np.float32)
     names = [str(n) for n in images["name"].values]
     extra = {}
     if probe == "saliency":
-        from iresnet_inverse.data.observations import paired_split
-
         extra["test"] = paired_split(images, None, "test")[0]
     ds = PROBES[probe](net, operator.eval(), named, names, config["analysis"], device, **extra)
     return ds, cell

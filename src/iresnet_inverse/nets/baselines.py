@@ -148,28 +148,6 @@ class DiffNet(torch.nn.Module):
         return u
 
 
-class TotalVariation(torch.nn.Module):
-    """TV reconstruction as a module: forward(z) solves min_x 1/2 ||F(x) - z||^2 + alpha TV(x)
-    (``iresnet_inverse.tv``). alpha is a buffer, set by the validation search."""
-
-    def __init__(
-        self, operator: torch.nn.Module, alpha: float, tol: float = 1e-4, max_iter: int = 500
-    ) -> None:
-        super().__init__()
-        self.operator = operator
-        self.tol, self.max_iter = tol, max_iter
-        self.register_buffer("alpha", torch.tensor(float(alpha), dtype=torch.float64))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        from iresnet_inverse.tv import tv_reconstruct
-
-        with torch.enable_grad():  # the nonlinear solver differentiates the data term
-            result = tv_reconstruct(
-                self.operator, z, float(self.alpha), tol=self.tol, max_iter=self.max_iter
-            )
-        return result.x.detach()
-
-
 def build_baseline(spec: Mapping[str, Any]) -> torch.nn.Module:
     """A learned baseline network from its spec (``kind`` unet, convresnet or diffnet)."""
     kind = spec["kind"]

@@ -15,6 +15,7 @@ from iresnet_inverse.plots.toy import (
     plot_toy_mse_vs_noise,
     plot_toy_noise_ablation,
 )
+from iresnet_inverse.registry import RECONSTRUCTION_FIGURES
 
 # Figures drawn from one study dataset: name -> function(dataset path, stem, dpi).
 DATASET_FIGURES = {
@@ -28,13 +29,6 @@ DATASET_FIGURES = {
     "forward_approximation": plot_forward_approximation,
     "learned_operator": plot_learned_operator,
 }
-RECONSTRUCTION_FIGURES = [
-    "psnr_vs_lipschitz",
-    "methods_vs_noise",
-    "inversion_error",
-    "forward_approximation",
-    "learned_operator",
-]
 FIGURES = {"operators": plot_operators, **DATASET_FIGURES, **ANALYSIS_FIGURES}
 
 __all__ = [

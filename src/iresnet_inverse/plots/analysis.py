@@ -11,9 +11,17 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from iresnet_inverse.archs import label
 from iresnet_inverse.artifacts import read_dataset
-from iresnet_inverse.plots.common import noise_level_axis, plt, save_figure
-from iresnet_inverse.plots.methods import label
+from iresnet_inverse.plots.common import (
+    figure_legend,
+    frame,
+    lipschitz_color,
+    noise_level_axis,
+    plt,
+    save_figure,
+    side_legend,
+)
 
 CLUSTER_COLORS = ("tab:green", "tab:red", "tab:blue", "tab:orange", "tab:purple", "tab:brown")
 MAP_COLORS = {"network": "tab:red", "operator": "tab:blue"}
@@ -131,9 +139,10 @@ def plot_directional_norms(
         if lifted:  # the bound of the lifted norm only: phi on X has none
             lips = sorted({float(c["lipschitz"]) for _, c in cells})
             ax.axhline(1 - max(lips), color="gray", lw=0.8, ls=":", label="1 − L ≤ ‖∂chΦ‖/√M")
-        ax.set(title=op, ylabel="norm (mean over images)")
+        ax.set(title=op)
         noise_level_axis(ax, deltas)
-        ax.legend(fontsize=6)
+    axes[0, 0].set_ylabel("norm (mean over images)")
+    figure_legend(fig, ncols=4)
     fig.suptitle(f"directional derivatives, {label(ds.attrs['arch'])}")
     return save_figure(fig, stem, dpi)
 
@@ -245,7 +254,7 @@ def plot_cluster_selection(
     ds = _probed(read_dataset(saliency), "saliency_seconds")
     operators = _operators(ds, "saliency_seconds")
     fig, axes = plt.subplots(
-        len(operators), 3, figsize=(11, 3.0 * len(operators)), squeeze=False, layout="constrained"
+        len(operators), 3, figsize=(14, 3.0 * len(operators)), squeeze=False, layout="constrained"
     )
     for i, op in enumerate(operators):
         cells = _over_delta(ds, "saliency_seconds", op)
@@ -268,7 +277,7 @@ def plot_cluster_selection(
                 )  # fmt: skip
         for ax, title in zip(axes[i], ("elbow: W_k / W_1", "gap", "gap*"), strict=True):
             ax.set(title=f"{op}, {title}", xlabel="k")
-            ax.legend(fontsize=6)
+            side_legend(ax, fontsize=6)
     fig.suptitle("choosing k for the spectral clustering (first named image)")
     return save_figure(fig, stem, dpi)
 
@@ -330,6 +339,8 @@ def plot_clusters_vs_lipschitz(
             _cluster_map(axes[2 * i, j], cell, name, "network", f"{op}, δ={delta:g}, L={lip:g}")
             edge, rest, shares = _edge_and_rest(cell, "network")
             _pair(axes[2 * i + 1, j], edge, rest, shares)
+            for ax in axes[2 * i : 2 * i + 2, j]:
+                frame(ax, lipschitz_color(lip))
         for ax in [*axes[2 * i, len(cells) :], *axes[2 * i + 1, len(cells) :]]:
             ax.axis("off")
     fig.suptitle("clusters of φ's saliency kernels against the Lipschitz parameter L")

@@ -12,27 +12,27 @@ import numpy as np
 import xarray as xr
 
 from iresnet_inverse.analysis.metrics import psnr, ssim
+from iresnet_inverse.archs import label
 from iresnet_inverse.artifacts import read_dataset
-from iresnet_inverse.plots.common import noise_level_axis, plt, save_figure
+from iresnet_inverse.plots.common import (
+    figure_legend,
+    frame,
+    key,
+    lipschitz_axis,
+    lipschitz_color,
+    lipschitz_values,
+    method_color,
+    noise_level_axis,
+    panels,
+    plt,
+    save_figure,
+)
 
-LABELS = {
-    "iresnet": "iResNet",
-    "iresnet_small": "small iResNet",
-    "unet": "U-Net",
-    "convresnet": "ConvResNet",
-    "diffnet": "DiffNet",
-    "tv": "TV",
-}
 METRICS = (("psnr", "PSNR (dB)"), ("ssim", "SSIM"))
 # Fig. 8's parameter choice rule L(delta).
 INVERSION_RULE = ((0.01, 0.999), (0.025, 0.99), (0.05, 0.95))
-
-
-def label(arch: str) -> str:
-    """A readable method name: Table 1 names, ``<name> (demo)`` for the demo variants."""
-    base, _, suffix = str(arch).partition("_demo")
-    name = LABELS.get(str(arch)) or LABELS.get(base, str(arch))
-    return f"{name} (demo)" if str(arch).endswith("_demo") and base in LABELS else name
+# Noise levels within one method's lines on an L axis: line style and marker, in order.
+DELTA_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "d"), ((0, (5, 1, 1, 1)), "v"))
 
 
 def _mean(da: xr.DataArray) -> xr.DataArray:
@@ -98,63 +98,109 @@ def _operators(ds: xr.Dataset) -> list[str]:
     return [str(op) for op in ds["operator"].values]
 
 
-def _axes(rows: int, cols: int, width: float = 4.0, height: float = 3.0) -> tuple:
-    return plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+def _outer_labels(axes: np.ndarray, ylabels: Sequence[str]) -> None:
+    """Axis labels on the outer panels only: x on the bottom row, row i's y on column 0."""
+    for ax in axes[:-1].flat:
+        ax.set_xlabel("")
+    for row, ylabel in zip(axes, ylabels, strict=True):
+        row[0].set_ylabel(ylabel)
+
+
+def studied_lipschitz(ds: xr.Dataset) -> list[float]:
+    """The finite L values with a result in any cell: the categories of every L axis."""
+    other = [d for d in ds["psnr"].dims if d != "lipschitz"]
+    has = np.isfinite(ds["psnr"]).any(other).values
+    return lipschitz_values(ds["lipschitz"].values[has])
+
+
+def _lipschitz_line(
+    ax: plt.Axes, y: xr.DataArray, where: dict[float, int], arch: str, k: int
+) -> bool:
+    """One method's metric over L on the categorical L axis, in the k-th noise-level style."""
+    values = y.values
+    keep = np.isfinite(values)
+    if not keep.any():
+        return False
+    x = np.array([where[float(lip)] for lip in y["lipschitz"].values])
+    ls, marker = DELTA_STYLES[k % len(DELTA_STYLES)]
+    ax.plot(x[keep], values[keep], ls=ls, marker=marker, color=method_color(arch), gid=str(arch))
+    return True
+
+
+def _method_delta_legend(
+    fig: plt.Figure, drawn: set[tuple[str, int]], archs: Sequence[str], deltas: Sequence[float]
+) -> None:
+    """Legend below the panels: each drawn method's colour, then each drawn δ's line style."""
+    shown = [arch for arch in archs if any(arch == drawn_arch for drawn_arch, _ in drawn)]
+    handles = [key(label(arch), method_color(arch), lw=2) for arch in shown]
+    for k, delta in enumerate(deltas):
+        if any(k == drawn_k for _, drawn_k in drawn):
+            ls, marker = DELTA_STYLES[k % len(DELTA_STYLES)]
+            handles.append(key(f"δ = {delta:g}", ls=ls, marker=marker))
+    figure_legend(fig, handles, ncols=6)
+
+
+def draw_psnr_vs_lipschitz(ds: xr.Dataset) -> plt.Figure:
+    """PSNR and SSIM against L (categorical axis), one line per (iResNet arch, delta), per
+    operator: colour is the method, line style the noise level (Figs. 2-3)."""
+    ds = ds.sel(objective="reconstruction")
+    operators, archs, lips = _operators(ds), iresnet_archs(ds), studied_lipschitz(ds)
+    deltas = [float(d) for d in ds["noise_level"].values]
+    fig, axes = panels(2, len(operators))
+    drawn: set[tuple[str, int]] = set()
+    for j, op in enumerate(operators):
+        for i, (var, _) in enumerate(METRICS):
+            where = lipschitz_axis(axes[i, j], lips)
+            for arch in archs:
+                for k, delta in enumerate(deltas):
+                    cell = ds[var].sel(operator=op, arch=arch, noise_level=delta, lipschitz=lips)
+                    if _lipschitz_line(axes[i, j], _mean(cell), where, arch, k):
+                        drawn.add((arch, k))
+        axes[0, j].set_title(op)
+    _outer_labels(axes, [name for _, name in METRICS])
+    _method_delta_legend(fig, drawn, archs, deltas)
+    return fig
 
 
 def plot_psnr_vs_lipschitz(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
-    """PSNR and SSIM against L, one line per (iResNet arch, delta), per operator (Figs. 2-3)."""
-    ds = read_dataset(path).sel(objective="reconstruction")
-    operators = _operators(ds)
-    fig, axes = _axes(2, len(operators))
-    markers = dict(zip(iresnet_archs(ds), "osd^v<>", strict=False))
-    lips = _finite(ds["lipschitz"].values)
-    for j, op in enumerate(operators):
-        deltas = ds["noise_level"].values
-        colors = plt.cm.viridis(np.linspace(0, 0.9, len(deltas)))
-        for arch, marker in markers.items():
-            for delta, color in zip(deltas, colors, strict=True):
-                cell = ds.sel(operator=op, arch=arch, noise_level=delta, lipschitz=lips)
-                for i, (var, name) in enumerate(METRICS):
-                    y = _mean(cell[var]).values
-                    if np.isfinite(y).any():
-                        keep = np.isfinite(y)
-                        axes[i, j].plot(
-                            np.array(lips)[keep],
-                            y[keep],
-                            marker=marker,
-                            color=color,
-                            label=f"{label(arch)}, δ={delta:g}",
-                        )
-                    axes[i, j].set(xlabel="Lipschitz parameter L", ylabel=name)
-        axes[0, j].set_title(op)
-        axes[0, j].legend(fontsize=7)
-    return save_figure(fig, stem, dpi)
+    """``draw_psnr_vs_lipschitz`` of the dataset at ``path``, saved to ``stem``."""
+    return save_figure(draw_psnr_vs_lipschitz(read_dataset(path)), stem, dpi)
 
 
-def plot_methods_vs_noise(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
+def draw_methods_vs_noise(ds: xr.Dataset) -> plt.Figure:
     """Every method and the noisy data against delta: PSNR top, SSIM bottom (Figs. 4-5)."""
-    ds = read_dataset(path)
     operators = _operators(ds)
-    palette = colors(ds)
-    fig, axes = _axes(2, len(operators))
+    fig, axes = panels(2, len(operators))
+    deltas = ds["noise_level"].values
     for j, op in enumerate(operators):
         methods = method_cells(ds, op)
-        deltas = ds["noise_level"].values
-        for i, (var, name) in enumerate(METRICS):
+        for i, (var, _) in enumerate(METRICS):
             ax = axes[i, j]
             for arch, cells in methods.items():
                 y = _mean(cells[var]).values
-                keep = np.isfinite(y)
-                ax.plot(deltas[keep], y[keep], marker="o", color=palette[arch], label=label(arch))
+                _noise_line(ax, deltas, y, arch, label(arch), marker="o")
             data = _data_metric(ds.sel(operator=op), f"data_{var}")
-            keep = np.isfinite(data)
-            ax.plot(deltas[keep], data[keep], "k--", marker="x", label="noisy data")
-            ax.set(ylabel=name)
+            _noise_line(ax, deltas, data, "data", "noisy data", ls="--", marker="x")
             noise_level_axis(ax, deltas)
         axes[0, j].set_title(op)
-        axes[0, j].legend(fontsize=7)
-    return save_figure(fig, stem, dpi)
+    _outer_labels(axes, [name for _, name in METRICS])
+    figure_legend(fig, ncols=7)
+    return fig
+
+
+def _noise_line(
+    ax: plt.Axes, deltas: np.ndarray, y: np.ndarray, method: str, text: str, **style: object
+) -> None:
+    """A method's (or the data's) finite values against delta, in the method's colour."""
+    keep = np.isfinite(y)
+    if keep.any():
+        color = method_color(method)
+        ax.plot(deltas[keep], y[keep], color=color, label=text, gid=method, **style)
+
+
+def plot_methods_vs_noise(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
+    """``draw_methods_vs_noise`` of the dataset at ``path``, saved to ``stem``."""
+    return save_figure(draw_methods_vs_noise(read_dataset(path)), stem, dpi)
 
 
 def _data_metric(sub: xr.Dataset, var: str) -> np.ndarray:
@@ -172,115 +218,147 @@ def _named(cells: xr.Dataset, var: str, name: str) -> np.ndarray:
     return stacked.isel(cell=int(np.argmax(finite))).values
 
 
-def colors(ds: xr.Dataset) -> dict[str, object]:
-    """One color per arch, the same in every panel and figure of a study."""
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return {str(a): cycle[i % len(cycle)] for i, a in enumerate(ds["arch"].values)}
+def _image(ax: plt.Axes, image: np.ndarray, title: str, color: object | None = None) -> None:
+    """A gray image in [0, 1] without ticks, bordered in ``color`` (a method's) if given."""
+    ax.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.set_title(title, fontsize=7)
+    if color is not None:
+        frame(ax, color)
 
 
 def plot_examples(
     path: str | Path, stem: str | Path, operator: str, dpi: int = 150, name: str | None = None
 ) -> list[Path]:
+    """``draw_examples`` of the dataset at ``path``, saved to ``stem``."""
+    return save_figure(draw_examples(read_dataset(path), operator, name), stem, dpi)
+
+
+def draw_examples(ds: xr.Dataset, operator: str, name: str | None = None) -> plt.Figure:
     """A named test image at the lowest and highest delta: truth, data and every method's
-    reconstruction, PSNR/SSIM in the titles (Figs. 6-7)."""
-    ds = read_dataset(path)
+    reconstruction (framed in the method's colour), PSNR/SSIM in the titles (Figs. 6-7)."""
     methods = method_cells(ds, operator)
     name = name or str(ds["name"].values[0])
-    deltas = ds["noise_level"].values
     deltas = [
         d
-        for d in deltas
+        for d in ds["noise_level"].values
         if any(np.isfinite(c["psnr"].sel(noise_level=d).values).any() for c in methods.values())
     ]
     rows = sorted({deltas[0], deltas[-1]})
-    cols = 2 + len(methods)
-    fig, axes = _axes(len(rows), cols, 2.2, 2.4)
+    fig, axes = panels(len(rows), 2 + len(methods), 2.2, 2.4)
     for i, delta in enumerate(rows):
         any_cell = ds.sel(operator=operator, noise_level=delta)
         truth = _named(any_cell, "named_truth", name)
-        panels = [
-            ("ground truth", truth),
-            (f"data δ={delta:g}", _named(any_cell, "named_data", name)),
+        panels_ = [
+            ("ground truth", truth, None),
+            (f"data δ={delta:g}", _named(any_cell, "named_data", name), method_color("data")),
         ]
         for arch, cells in methods.items():
-            panels.append(
-                (label(arch), _named(cells.sel(noise_level=delta), "named_reconstruction", name))
-            )
-        for j, (title, image) in enumerate(panels):
-            ax = axes[i, j]
-            ax.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
+            image = _named(cells.sel(noise_level=delta), "named_reconstruction", name)
+            panels_.append((label(arch), image, method_color(arch)))
+        for j, (title, image, color) in enumerate(panels_):
             if j > 0 and np.isfinite(image).all():
                 p, s = psnr(truth[None], image[None])[0], ssim(truth[None], image[None])[0]
                 title = f"{title}\nPSNR {p:.2f}, SSIM {s:.3f}"
-            ax.set_title(title, fontsize=7)
+            _image(axes[i, j], image, title, color)
     fig.suptitle(f"{operator}: {name}")
-    return save_figure(fig, stem, dpi)
+    return fig
 
 
-def plot_inversion_error(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
-    """||phi^-1(F(x)) - x|| against delta: per fixed L (thin) and along the parameter choice
-    L(0.01)=0.999, L(0.025)=0.99, L(0.05)=0.95 (thick, where those cells exist) (Fig. 8)."""
-    ds = read_dataset(path).sel(objective="reconstruction")
-    operators = _operators(ds)
-    fig, axes = _axes(1, len(operators))
-    arch = main_iresnet(ds)
-    for j, op in enumerate(operators):
-        ax = axes[0, j]
+def _lipschitz_legend(fig: plt.Figure, lips: Sequence[float], *extra: object) -> None:
+    """Legend below the panels: each L's colour, then ``extra`` handles."""
+    handles = [key(f"L = {lip:g}", lipschitz_color(lip), marker="o") for lip in lips]
+    figure_legend(fig, [*handles, *extra], ncols=6)
+
+
+def _rule_line(ax: plt.Axes, sub: xr.DataArray) -> bool:
+    """The inversion error along the parameter choice rule L(delta), each point in its L's
+    colour, where those cells exist."""
+    deltas, lips = sub["noise_level"].values, sub["lipschitz"].values
+    rule = [
+        (d, lip, float(sub.sel(noise_level=d, lipschitz=lip)))
+        for d, lip in INVERSION_RULE
+        if d in deltas and lip in lips and np.isfinite(sub.sel(noise_level=d, lipschitz=lip))
+    ]
+    if not rule:
+        return False
+    x, lip, y = zip(*rule, strict=True)
+    ax.plot(x, y, "k-", lw=2, zorder=2)
+    colors = [lipschitz_color(v) for v in lip]
+    ax.scatter(x, y, s=45, c=colors, edgecolors="k", linewidths=1.2, zorder=3)
+    return True
+
+
+def draw_inversion_error(ds: xr.Dataset) -> plt.Figure:
+    """||phi^-1(F(x)) - x|| against delta: per fixed L (thin, the L's colour) and along the
+    parameter choice L(0.01)=0.999, L(0.025)=0.99, L(0.05)=0.95 (thick black, where those
+    cells exist) (Fig. 8)."""
+    ds = ds.sel(objective="reconstruction")
+    operators, arch = _operators(ds), main_iresnet(ds)
+    fig, axes = panels(1, len(operators), 4.2, 3.2)
+    drawn, rule = set(), False
+    for ax, op in zip(axes[0], operators, strict=True):
         sub = _mean(ds["inversion_error"].sel(operator=op, arch=arch))
         deltas = sub["noise_level"].values
-        for lip in _finite(sub["lipschitz"].values):
+        for lip in lipschitz_values(sub["lipschitz"].values):
             y = sub.sel(lipschitz=lip).values
             keep = np.isfinite(y)
             if keep.any():
-                ax.plot(deltas[keep], y[keep], marker=".", lw=0.8, label=f"L={lip:g}")
-        rule = [
-            (d, float(sub.sel(noise_level=d, lipschitz=lip)))
-            for d, lip in INVERSION_RULE
-            if d in deltas
-            and lip in sub["lipschitz"].values
-            and np.isfinite(sub.sel(noise_level=d, lipschitz=lip))
-        ]
-        if rule:
-            x, y = zip(*rule, strict=True)
-            ax.plot(x, y, "k-", marker="o", lw=2, label="L(δ)")
-        ax.set(ylabel="inversion error ‖φ⁻¹(F(x)) − x‖", title=op)
+                color, gid = lipschitz_color(lip), f"L={lip:g}"
+                ax.plot(deltas[keep], y[keep], marker=".", lw=1, color=color, gid=gid)
+                drawn.add(lip)
+        rule = _rule_line(ax, sub) or rule
+        ax.set_title(op)
         noise_level_axis(ax, deltas)
-        ax.legend(fontsize=7)
+    _outer_labels(axes, ["inversion error ‖φ⁻¹(F(x)) − x‖"])
+    extra = [key("L(δ) rule", "k", lw=2, marker="o")] if rule else []
+    _lipschitz_legend(fig, sorted(drawn), *extra)
     fig.suptitle(label(arch))
-    return save_figure(fig, stem, dpi)
+    return fig
 
 
-def plot_forward_approximation(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
-    """MSE and SSIM of phi(x) against F(x) over delta, one line per L (Fig. 9)."""
-    ds = read_dataset(path).sel(objective="reconstruction")
-    operators = _operators(ds)
-    arch = main_iresnet(ds)
-    fig, axes = _axes(2, len(operators))
+def plot_inversion_error(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
+    """``draw_inversion_error`` of the dataset at ``path``, saved to ``stem``."""
+    return save_figure(draw_inversion_error(read_dataset(path)), stem, dpi)
+
+
+def draw_forward_approximation(ds: xr.Dataset) -> plt.Figure:
+    """MSE and SSIM of phi(x) against F(x) over delta, one line per L in its colour (Fig. 9)."""
+    ds = ds.sel(objective="reconstruction")
+    operators, arch = _operators(ds), main_iresnet(ds)
+    rows = (("forward_mse", "MSE of φ(x) vs F(x)"), ("forward_ssim", "SSIM of φ(x) vs F(x)"))
+    fig, axes = panels(2, len(operators))
+    drawn = set()
     for j, op in enumerate(operators):
         sub = ds.sel(operator=op, arch=arch)
         deltas = sub["noise_level"].values
-        for i, (var, name) in enumerate((("forward_mse", "MSE"), ("forward_ssim", "SSIM"))):
-            for lip in _finite(sub["lipschitz"].values):
+        for i, (var, _) in enumerate(rows):
+            for lip in lipschitz_values(sub["lipschitz"].values):
                 y = _mean(sub[var].sel(lipschitz=lip)).values
                 keep = np.isfinite(y)
                 if keep.any():
-                    axes[i, j].plot(deltas[keep], y[keep], marker="o", label=f"L={lip:g}")
-            axes[i, j].set(ylabel=f"{name} of φ(x) vs F(x)")
+                    color, gid = lipschitz_color(lip), f"L={lip:g}"
+                    axes[i, j].plot(deltas[keep], y[keep], marker="o", color=color, gid=gid)
+                    drawn.add(lip)
             noise_level_axis(axes[i, j], deltas)
         axes[0, j].set_title(op)
-        axes[0, j].legend(fontsize=7)
+    _outer_labels(axes, [name for _, name in rows])
+    _lipschitz_legend(fig, sorted(drawn))
     fig.suptitle(label(arch))
-    return save_figure(fig, stem, dpi)
+    return fig
 
 
-def plot_learned_operator(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
+def plot_forward_approximation(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
+    """``draw_forward_approximation`` of the dataset at ``path``, saved to ``stem``."""
+    return save_figure(draw_forward_approximation(read_dataset(path)), stem, dpi)
+
+
+def draw_learned_operator(ds: xr.Dataset) -> plt.Figure:
     """F(x) beside phi(x) learned at the lowest and highest delta, per operator (Fig. 10)."""
-    ds = read_dataset(path)
     arch = main_iresnet(ds)
     operators = _operators(ds)
     name = str(ds["name"].values[0])
-    fig, axes = _axes(len(operators), 4, 2.4, 2.6)
+    fig, axes = panels(len(operators), 4, 2.4, 2.6)
     for i, op in enumerate(operators):
         cells = method_cells(ds, op)[arch]
         deltas = [
@@ -288,17 +366,20 @@ def plot_learned_operator(path: str | Path, stem: str | Path, dpi: int = 150) ->
             for d in cells["noise_level"].values
             if np.isfinite(cells["psnr"].sel(noise_level=d)).any()
         ]
-        panels = [
-            ("x", _named(cells.sel(noise_level=deltas[0]), "named_truth", name)),
-            (f"F(x) ({op})", _named(cells.sel(noise_level=deltas[0]), "named_clean_data", name)),
+        first = cells.sel(noise_level=deltas[0])
+        panels_ = [
+            ("x", _named(first, "named_truth", name), None),
+            (f"F(x) ({op})", _named(first, "named_clean_data", name), None),
         ]
         for d in (deltas[0], deltas[-1]):
-            panels.append(
-                (f"φ(x), δ={d:g}", _named(cells.sel(noise_level=d), "named_forward", name))
-            )
-        for j, (title, image) in enumerate(panels[:4]):
-            axes[i, j].imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
-            axes[i, j].set_title(title, fontsize=8)
-            axes[i, j].set_xticks([]), axes[i, j].set_yticks([])
+            image = _named(cells.sel(noise_level=d), "named_forward", name)
+            panels_.append((f"φ(x), δ={d:g}", image, method_color(arch)))
+        for ax, (title, image, color) in zip(axes[i], panels_, strict=True):
+            _image(ax, image, title, color)
     fig.suptitle(f"learned forward operator, {label(arch)}")
-    return save_figure(fig, stem, dpi)
+    return fig
+
+
+def plot_learned_operator(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
+    """``draw_learned_operator`` of the dataset at ``path``, saved to ``stem``."""
+    return save_figure(draw_learned_operator(read_dataset(path)), stem, dpi)

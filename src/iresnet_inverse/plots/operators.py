@@ -7,7 +7,7 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio
 
 from iresnet_inverse.artifacts import read_dataset
-from iresnet_inverse.plots.common import plt, save_figure
+from iresnet_inverse.plots.common import panels, save_figure
 
 
 def plot_operators(
@@ -34,9 +34,7 @@ def plot_operators(
             (f"{op} + noise δ={delta:g}", obs, "named_data"),
         ]
     names = [str(n) for n in images["name"].values]
-    fig, axes = plt.subplots(
-        len(names), len(columns), figsize=(2.2 * len(columns), 2.4 * len(names)), squeeze=False
-    )
+    fig, axes = panels(len(names), len(columns), 2.2, 2.4)
     for i, name in enumerate(names):
         clean = images["named"].sel(name=name).values
         for j, (label, obs, var) in enumerate(columns):

@@ -1,12 +1,20 @@
 """Figures of the Bayesian toy study, from ``results/datasets/toy2d.nc``."""
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from iresnet_inverse.artifacts import read_dataset
-from iresnet_inverse.plots.common import noise_level_axis, plt, save_figure
+from iresnet_inverse.plots.common import (
+    figure_legend,
+    key,
+    noise_level_axis,
+    panels,
+    plt,
+    save_figure,
+)
 
 OBJECTIVE_COLORS = {
     "approximation": "tab:blue",
@@ -14,6 +22,8 @@ OBJECTIVE_COLORS = {
     "logdet": "tab:green",
     "divergence": "tab:red",
 }
+# dhat / delta in the noise-level ablation: line style.
+ABLATION_STYLES = {0.5: ":", 1.0: "-", 2.0: "--"}
 REFERENCES = {
     "map": ("MAP", "k", "--"),
     "posterior_mean": ("PM", "0.4", ":"),
@@ -45,9 +55,7 @@ def plot_toy_grid(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Pa
     objectives = [
         o for o in sub["objective"].values if _present(sub["grid_forward"].sel(objective=o))
     ]
-    fig, axes = plt.subplots(
-        2, len(objectives), figsize=(3.2 * len(objectives), 6.4), squeeze=False
-    )
+    fig, axes = panels(2, len(objectives), 3.2, 3.2)
     for j, obj in enumerate(objectives):
         cell = sub.sel(objective=obj)
         for i, (var, label) in enumerate((("grid_forward", "φ"), ("grid_inverse", "φ⁻¹"))):
@@ -72,9 +80,7 @@ def plot_toy_mse_vs_noise(path: str | Path, stem: str | Path, dpi: int = 150) ->
     ds = read_dataset(path)
     sub = _first(ds, prior="bimodal", noise_factor=1.0)
     eps_values = [e for e in sub["eps"].values if _present(sub["reconstruction"].sel(eps=e))]
-    fig, axes = plt.subplots(
-        2, len(eps_values), figsize=(4.2 * len(eps_values), 6.4), squeeze=False
-    )
+    fig, axes = panels(2, len(eps_values), 4.2, 3.2)
     for j, eps in enumerate(eps_values):
         cell = sub.sel(eps=eps)
         for obj in cell["objective"].values:
@@ -92,7 +98,8 @@ def plot_toy_mse_vs_noise(path: str | Path, stem: str | Path, dpi: int = 150) ->
         axes[1, j].set(ylabel="mean ||φ(x) − target||")
         for ax in axes[:, j]:
             noise_level_axis(ax, cell["noise_level"].values)
-    axes[0, 0].legend(fontsize=7)
+        axes[0, j].set_xlabel("")
+    figure_legend(fig, ncols=7)
     fig.suptitle("Bimodal prior: reconstruction and forward errors against δ", fontsize=10)
     return save_figure(fig, stem, dpi=dpi)
 
@@ -107,10 +114,7 @@ def plot_toy_noise_ablation(path: str | Path, stem: str | Path, dpi: int = 150) 
     ds = read_dataset(path)
     sub = _first(ds, prior="bimodal").isel(eps=0)
     objectives = [o for o in ("logdet", "divergence") if o in sub["objective"].values]
-    fig, axes = plt.subplots(
-        2, len(objectives), figsize=(4.2 * len(objectives), 6.4), squeeze=False
-    )
-    styles = {0.5: ":", 1.0: "-", 2.0: "--"}
+    fig, axes = panels(2, len(objectives), 4.2, 3.2)
     for j, obj in enumerate(objectives):
         cell = sub.sel(objective=obj)
         for factor in cell["noise_factor"].values:
@@ -121,7 +125,7 @@ def plot_toy_noise_ablation(path: str | Path, stem: str | Path, dpi: int = 150) 
                     axes[i, j].plot(
                         cell["noise_level"],
                         dist,
-                        "o" + styles.get(float(factor), "-."),
+                        "o" + ABLATION_STYLES.get(float(factor), "-."),
                         color=OBJECTIVE_COLORS[obj],
                         label=f"δ̂ = {float(factor):g} δ",
                     )
@@ -129,11 +133,22 @@ def plot_toy_noise_ablation(path: str | Path, stem: str | Path, dpi: int = 150) 
         axes[1, j].set(ylabel="mean distance to PM")
         for ax in axes[:, j]:
             noise_level_axis(ax, cell["noise_level"].values)
-        axes[0, j].legend(fontsize=7)
+        axes[0, j].set_xlabel("")
+    _ablation_legend(fig, sub["noise_factor"].values, objectives)
     fig.suptitle(
         f"Noise-level ablation, bimodal prior, A = diag(1, {float(sub['eps']):g})", fontsize=10
     )
     return save_figure(fig, stem, dpi=dpi)
+
+
+def _ablation_legend(fig: plt.Figure, factors: Sequence[float], objectives: Sequence[str]) -> None:
+    """Legend below the panels: each objective's colour, then each dhat's line style."""
+    handles = [key(str(obj), OBJECTIVE_COLORS[obj], lw=2) for obj in objectives]
+    handles += [
+        key(f"δ̂ = {float(f):g} δ", ls=ABLATION_STYLES.get(float(f), "-."), marker="o")
+        for f in factors
+    ]
+    figure_legend(fig, handles, ncols=5)
 
 
 def plot_toy_estimators(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
@@ -141,7 +156,7 @@ def plot_toy_estimators(path: str | Path, stem: str | Path, dpi: int = 150) -> l
     MAP and posterior-mean points for the same data (dhat = delta)."""
     ds = read_dataset(path)
     priors = [p for p in ds["prior"].values if _present(ds["reconstruction"].sel(prior=p))]
-    fig, axes = plt.subplots(1, len(priors), figsize=(4.2 * len(priors), 4.2), squeeze=False)
+    fig, axes = panels(1, len(priors), 4.2, 4.2)
     for j, prior in enumerate(priors):
         sub = _first(ds, prior=prior, noise_factor=1.0)
         found = False
@@ -179,6 +194,6 @@ def plot_toy_estimators(path: str | Path, stem: str | Path, dpi: int = 150) -> l
                     label=f"φ⁻¹ ({obj})",
                 )
         ax.set(title=f"{prior}, eps {float(e):g}, δ {float(d):g}", aspect="equal")
-        ax.legend(fontsize=6)
+    figure_legend(fig, ncols=5)
     fig.suptitle("Network reconstructions beside the exact MAP and posterior mean", fontsize=10)
     return save_figure(fig, stem, dpi=dpi)

@@ -1,0 +1,98 @@
+"""Trained models on disk: how a cell's network is built, saved to ``model.pt`` and loaded.
+
+A model file holds the state dict, the architecture spec and a ``ModelMeta`` record: the cell,
+the operator's parameters and the solver travel with the weights, so that a model can be applied
+to new data without the config that trained it (``iresnet-inverse reconstruct``). Evaluation,
+the probes and the user tools load through ``load_trained_cell``.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from iresnet_inverse.artifacts import ArtifactError
+from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
+from iresnet_inverse.config import is_invertible
+from iresnet_inverse.nets.baselines import build_baseline
+from iresnet_inverse.nets.iresnet import build_iresnet
+from iresnet_inverse.nets.solvers import SolverConfig
+from iresnet_inverse.operators import get_operator
+from iresnet_inverse.tv import TotalVariation
+
+MODEL_FILE = "model.pt"
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a model needs besides its weights: its cell, the Lipschitz parameter, the training
+    solver, the operator's parameters, the training patch size and (iResNets) the per-block
+    Lipschitz certificate at every image size."""
+
+    cell: dict[str, Any]
+    lipschitz: float
+    solver: dict[str, Any]
+    operator_params: dict[str, Any]
+    patch_size: int | None = None
+    certificate: list[float] = field(default_factory=list)
+
+    def operator(self) -> torch.nn.Module:
+        """The cell's forward operator, with the parameters it was trained with."""
+        return get_operator(self.cell["operator"], **self.operator_params)
+
+
+@dataclass
+class TrainedCell:
+    """A loaded model ready to apply: the net (eval mode), its record and its operator."""
+
+    net: torch.nn.Module
+    meta: ModelMeta
+    operator: torch.nn.Module
+
+    @property
+    def cell(self) -> dict[str, Any]:
+        return self.meta.cell
+
+
+def build_network(spec: dict[str, Any], meta: ModelMeta) -> torch.nn.Module:
+    """The untrained network of a cell: an iResNet, a learned baseline, or TV (whose one
+    "weight" is alpha)."""
+    if is_invertible(spec):
+        return build_iresnet(spec, meta.lipschitz, SolverConfig(**meta.solver))
+    if spec["kind"] == "tv":
+        return TotalVariation(meta.operator(), 0.0, spec["tol"], spec["max_iter"])
+    return build_baseline(spec)
+
+
+def save_model(
+    net: torch.nn.Module, spec: dict[str, Any], meta: ModelMeta, path: str | Path
+) -> Path:
+    """Write ``model.pt`` atomically (state dict, spec and meta as JSON)."""
+    payload = {
+        "model": net.state_dict(),
+        "spec": json.dumps(dict(spec)),
+        "meta": json.dumps(asdict(meta)),
+    }
+    return save_checkpoint(payload, path)
+
+
+def load_model(
+    path: str | Path, device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, ModelMeta]:
+    """A trained network (eval mode, on ``device``) and its record from ``model.pt``."""
+    payload = load_checkpoint(path, device)
+    try:
+        spec, meta = json.loads(payload["spec"]), ModelMeta(**json.loads(payload["meta"]))
+        net = build_network(spec, meta)
+        net.load_state_dict(payload["model"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:
+        raise ArtifactError(f"{path}: not an iresnet-inverse model ({err})") from err
+    return net.to(device).eval(), meta
+
+
+def load_trained_cell(path: str | Path, device: torch.device | str = "cpu") -> TrainedCell:
+    """A model with its operator, both on ``device``: what evaluation, probes and tools use."""
+    net, meta = load_model(path, device)
+    return TrainedCell(net, meta, meta.operator().to(device).eval())

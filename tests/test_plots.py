@@ -1,0 +1,134 @@
+"""Figures a reader trusts at a glance: one colour per method and per L in every figure, L axes
+that keep 0.95, 0.99 and 0.999 apart and never tick past 1, and no overlapping labels."""
+
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from matplotlib.colors import to_hex
+
+from iresnet_inverse.plots import methods
+from iresnet_inverse.plots.common import lipschitz_color, method_color, plt
+
+OPERATORS = ["blur", "diffusion"]
+DELTAS = [0.01, 0.05]
+LIPS = [0.95, 0.99, 0.999, np.inf]
+OBJECTIVES = ["reconstruction", "supervised", "variational"]
+ARCHS = ["iresnet_demo", "unet_demo", "tv"]
+CELL = ("operator", "noise_level", "lipschitz", "objective", "arch", "seed")
+IMAGES, SIZE = 3, 8
+SCORES = ("psnr", "ssim", "data_psnr", "data_ssim")
+IRESNET_ONLY = ("inversion_error", "forward_mse", "forward_ssim")
+NAMED = ("truth", "data", "clean_data", "reconstruction", "forward")
+
+
+def _cells() -> list[tuple[str, float, float, str, str]]:
+    """(operator, delta, L, objective, arch) of every cell run: the iResNet at all three L on
+    blur but only at L = 0.999 on diffusion (one L in a panel), baselines unconstrained."""
+    out = [("blur", d, lip, "reconstruction", "iresnet_demo") for d in DELTAS for lip in LIPS[:3]]
+    out += [("diffusion", d, 0.999, "reconstruction", "iresnet_demo") for d in DELTAS]
+    for op in OPERATORS:
+        out += [(op, d, np.inf, "supervised", "unet_demo") for d in DELTAS]
+        out += [(op, d, np.inf, "variational", "tv") for d in DELTAS]
+    return out
+
+
+@pytest.fixture(scope="module")
+def study() -> xr.Dataset:
+    return build_study()
+
+
+def build_study() -> xr.Dataset:
+    """A hand-built reconstruction.nc cube with the dims and coords ``combine_cells`` gives
+    ``evaluate_cell``'s per-cell datasets; NaN where no cell was run."""
+    rng = np.random.default_rng(0)
+    shape = (len(OPERATORS), len(DELTAS), len(LIPS), len(OBJECTIVES), len(ARCHS), 1)
+    data = {v: np.full((*shape, IMAGES), np.nan) for v in SCORES + IRESNET_ONLY}
+    named = {v: np.full((*shape, 1, SIZE, SIZE), np.nan, np.float32) for v in NAMED}
+    for op, delta, lip, objective, arch in _cells():
+        at = (OPERATORS.index(op), DELTAS.index(delta), LIPS.index(lip))
+        at += (OBJECTIVES.index(objective), ARCHS.index(arch), 0)
+        for var in SCORES + (IRESNET_ONLY if arch.startswith("iresnet") else ()):
+            data[var][at] = rng.uniform(0.2, 30.0, IMAGES)
+        for var in NAMED:
+            named[var][at] = rng.random((1, SIZE, SIZE))
+    coords = dict(zip(CELL, (OPERATORS, DELTAS, LIPS, OBJECTIVES, ARCHS, [0]), strict=True))
+    variables = {v: ((*CELL, "image"), a) for v, a in data.items()}
+    variables |= {f"named_{v}": ((*CELL, "name", "ny", "nx"), a) for v, a in named.items()}
+    return xr.Dataset(variables, coords={**coords, "image": range(IMAGES), "name": ["a"]})
+
+
+def _line_colors(fig: plt.Figure, gid: str) -> set[str]:
+    """The colours of every line tagged ``gid`` (a method or ``L=<value>``) in ``fig``."""
+    return {
+        to_hex(line.get_color()) for ax in fig.axes for line in ax.lines if line.get_gid() == gid
+    }
+
+
+def test_lipschitz_axes_are_categorical_within_0_1(study: xr.Dataset) -> None:
+    fig = methods.draw_psnr_vs_lipschitz(study)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert labels == ["0.95", "0.99", "0.999"], labels
+        assert all(0 < float(text) <= 1 for text in labels)
+        assert list(ax.get_xticks()) == [0, 1, 2]
+        assert ax.get_xlim() == pytest.approx((-0.5, 2.5))
+    # The diffusion panel's only L sits at the 0.999 category, not mid-axis.
+    diffusion = [ax for ax in fig.axes if ax.get_title() == "diffusion"][0]
+    lines = [line for line in diffusion.lines if line.get_gid() == "iresnet_demo"]
+    assert lines and all(list(line.get_xdata()) == [2] for line in lines)
+    plt.close(fig)
+
+
+def test_a_method_and_an_l_keep_their_colour_across_figures(study: xr.Dataset) -> None:
+    by_l = methods.draw_psnr_vs_lipschitz(study)
+    by_noise = methods.draw_methods_vs_noise(study)
+    iresnet = _line_colors(by_l, "iresnet_demo")
+    assert iresnet == _line_colors(by_noise, "iresnet_demo") == {method_color("iresnet")}
+    shown = [_line_colors(by_noise, m) for m in ("iresnet_demo", "unet_demo", "tv", "data")]
+    assert all(len(c) == 1 for c in shown) and len(set().union(*shown)) == 4
+    inversion = methods.draw_inversion_error(study)
+    forward = methods.draw_forward_approximation(study)
+    per_l = [_line_colors(inversion, f"L={lip:g}") for lip in LIPS[:3]]
+    assert per_l == [_line_colors(forward, f"L={lip:g}") for lip in LIPS[:3]]
+    assert per_l == [{to_hex(lipschitz_color(lip))} for lip in LIPS[:3]]
+    assert len(set().union(*per_l)) == 3
+    for fig in (by_l, by_noise, inversion, forward):
+        plt.close(fig)
+
+
+def test_fallback_colours_are_deterministic() -> None:
+    assert method_color("unet_demo") == method_color("unet") != method_color("convresnet")
+    assert method_color("iresnet_ci") == method_color("iresnet") != method_color("iresnet_small")
+    assert method_color("newnet") == method_color("newnet")
+    assert lipschitz_color(0.9) == lipschitz_color(0.9)
+    assert to_hex(lipschitz_color(0.9)) not in {to_hex(lipschitz_color(v)) for v in LIPS[:3]}
+
+
+def test_inversion_error_axes_and_legend_do_not_overlap(study: xr.Dataset) -> None:
+    fig = methods.draw_inversion_error(study)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes]
+    assert len(boxes) == len(OPERATORS) and fig.legends
+    for a, b in combinations(boxes, 2):
+        assert not a.overlaps(b), (a, b)
+    for legend in fig.legends:  # outside the data: beside no axes, not on top of one
+        frame = legend.get_window_extent(renderer)
+        assert not any(frame.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+    plt.close(fig)
+
+
+def test_reconstruction_figures_write_png_and_pdf(study: xr.Dataset, tmp_path: Path) -> None:
+    path = tmp_path / "reconstruction.nc"
+    study.to_netcdf(path, engine="netcdf4")
+    for name in ("psnr_vs_lipschitz", "methods_vs_noise", "inversion_error"):
+        written = getattr(methods, f"plot_{name}")(path, tmp_path / name, dpi=40)
+        assert [p.suffix for p in written] == [".png", ".pdf"]
+    for name in ("forward_approximation", "learned_operator"):
+        getattr(methods, f"plot_{name}")(path, tmp_path / name, dpi=40)
+    methods.plot_examples(path, tmp_path / "examples_blur", "blur", dpi=40)
+    assert all(p.stat().st_size > 1000 for p in tmp_path.glob("*.png"))

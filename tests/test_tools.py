@@ -1,0 +1,254 @@
+"""The user tools ``iresnet-inverse reconstruct`` and ``iresnet-inverse summary``, on a tiny
+iResNet and a TV model saved without the workflow, and a hand-built study dataset."""
+
+import io
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+from skimage import io as skio
+
+from iresnet_inverse.analysis.metrics import psnr
+from iresnet_inverse.apply import apply_model, evaluation_solver
+from iresnet_inverse.archs import label
+from iresnet_inverse.artifacts import combine_cells, write_dataset
+from iresnet_inverse.cli import main
+from iresnet_inverse.models import ModelMeta, load_trained_cell, save_model
+from iresnet_inverse.nets.iresnet import build_iresnet
+from iresnet_inverse.operators import get_operator
+from iresnet_inverse.reconstruct import reconstruct
+from iresnet_inverse.tables import summary_table
+from iresnet_inverse.tv import TotalVariation
+
+SIDE = 40
+TINY = {"kind": "conv", "blocks": 2, "channels": 2, "hidden": 4, "kernel_size": 3}
+
+
+def _cell(arch: str, lipschitz: float, objective: str) -> dict:
+    return {
+        "operator": "blur",
+        "noise_level": 0.02,
+        "lipschitz": lipschitz,
+        "objective": objective,
+        "arch": arch,
+        "seed": 0,
+    }
+
+
+@pytest.fixture
+def iresnet_model(tmp_path: Path) -> Path:
+    net = build_iresnet(TINY, 0.9)
+    net.refresh_norms()
+    meta = ModelMeta(_cell("tiny", 0.9, "reconstruction"), 0.9, {}, {})
+    return save_model(net, TINY, meta, tmp_path / "iresnet" / "model.pt")
+
+
+@pytest.fixture
+def tv_model(tmp_path: Path) -> Path:
+    spec = {"kind": "tv", "tol": 1e-4, "max_iter": 100}
+    net = TotalVariation(get_operator("blur"), 0.01, spec["tol"], spec["max_iter"])
+    meta = ModelMeta(_cell("tv", math.inf, "variational"), math.inf, {}, {})
+    return save_model(net, spec, meta, tmp_path / "tv" / "model.pt")
+
+
+def _shapes() -> np.ndarray:
+    """A piecewise-constant gray image in [0, 1]: a square and a disk on a background."""
+    yy, xx = np.mgrid[:SIDE, :SIDE]
+    image = np.full((SIDE, SIDE), 0.2)
+    image[8:22, 6:20] = 0.8
+    image[(yy - 26) ** 2 + (xx - 26) ** 2 < 64] = 0.5
+    return image
+
+
+def _png(image: np.ndarray, path: Path, rgb: bool = False) -> Path:
+    pixels = np.round(image * 255).astype(np.uint8)
+    skio.imsave(path, np.stack([pixels] * 3, axis=-1) if rgb else pixels, check_contrast=False)
+    return path
+
+
+def _printed_psnr(out: str, name: str) -> float:
+    return float(re.search(rf"^PSNR / SSIM .*{name} ([-\d.]+) dB", out, re.MULTILINE).group(1))
+
+
+def test_reconstruct_cli_matches_library(iresnet_model, tmp_path, capsys) -> None:
+    """Given exact data F(x) and an RGB image: the PNG has the image's shape, the NetCDF
+    holds x, z and x_hat, and x_hat is reconstruct() applied to the same z."""
+    image = _png(_shapes(), tmp_path / "x.png", rgb=True)
+    x = skio.imread(image)[..., 0] / 255.0
+    with torch.no_grad():
+        clean = get_operator("blur")(torch.as_tensor(x)[None, None])[0, 0].numpy()
+    np.save(tmp_path / "z.npy", clean)
+    args = ["--model", str(iresnet_model), "--image", str(image), "--data", str(tmp_path / "z.npy")]
+    out, nc = tmp_path / "rec.png", tmp_path / "rec.nc"
+    assert main(["reconstruct", *args, "--out", str(out), "--nc", str(nc)]) == 0
+    printed = capsys.readouterr().out
+    assert skio.imread(out).shape == (SIDE, SIDE)
+    ds = xr.open_dataset(nc).load()
+    assert {"x", "z", "x_hat"} <= set(ds.data_vars) and ds.attrs["model"] == str(iresnet_model)
+    trained = load_trained_cell(iresnet_model)
+    z_t = torch.as_tensor(clean, dtype=torch.float32)[None, None]
+    direct, _ = reconstruct(
+        trained.net, "reconstruction", trained.operator, z_t, evaluation_solver()
+    )
+    np.testing.assert_allclose(ds["x_hat"].values, direct[0, 0].numpy(), atol=1e-6)
+    assert _printed_psnr(printed, "data") == pytest.approx(psnr(x, clean)[0], abs=0.01)
+    assert ds.attrs["psnr"] == pytest.approx(_printed_psnr(printed, "reconstruction"), abs=0.01)
+
+
+def test_reconstruct_from_data_alone(iresnet_model, tmp_path, capsys) -> None:
+    """Data without the clean image: a reconstruction, no metrics, no x in the NetCDF."""
+    data = _png(_shapes(), tmp_path / "z.png")
+    out, nc = tmp_path / "rec.png", tmp_path / "rec.nc"
+    args = ["--model", str(iresnet_model), "--data", str(data), "--out", str(out), "--nc", str(nc)]
+    assert main(["reconstruct", *args]) == 0
+    assert "PSNR / SSIM     need the clean image (--image)" in capsys.readouterr().out
+    ds = xr.open_dataset(nc).load()
+    assert set(ds.data_vars) == {"z", "x_hat"} and ds.attrs["data"] == "given"
+    assert "psnr" not in ds.attrs and skio.imread(out).shape == (SIDE, SIDE)
+
+
+def test_simulated_data_follow_the_seed(iresnet_model, tmp_path) -> None:
+    """Without --data, z = F(x) + delta * noise with the cell's delta and a seeded generator."""
+    image = _png(_shapes(), tmp_path / "x.png")
+    result = apply_model(iresnet_model, image, seed=3)
+    x = torch.as_tensor(skio.imread(image) / 255.0)[None, None]
+    noise = torch.randn((SIDE, SIDE), generator=torch.Generator().manual_seed(3), dtype=x.dtype)
+    with torch.no_grad():
+        expected = get_operator("blur")(x)[0, 0] + 0.02 * noise
+    np.testing.assert_allclose(result.z, expected.numpy(), atol=1e-12)
+    assert result.noise_level == 0.02
+    assert set(result.metrics) == {"psnr", "ssim", "data_psnr", "data_ssim"}
+    other = apply_model(iresnet_model, image, noise_level=0.05, seed=3)
+    np.testing.assert_allclose(other.z - result.z, 0.03 * noise.numpy(), atol=1e-12)
+
+
+def test_tv_model_beats_the_data(tv_model, tmp_path, capsys) -> None:
+    """A baseline through the same tool: TV on blurred shapes at delta 0.02 gains PSNR."""
+    image = _png(_shapes(), tmp_path / "x.png")
+    args = ["--model", str(tv_model), "--image", str(image), "--out", str(tmp_path / "r.png")]
+    assert main(["reconstruct", *args, "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "data            F(x) + 0.02 * noise (seed 0)" in printed
+    assert _printed_psnr(printed, "reconstruction") > _printed_psnr(printed, "data") + 1
+
+
+def test_reconstruct_errors_name_the_file(iresnet_model, tmp_path, capsys) -> None:
+    """Missing files, mismatched shapes and no input at all end with exit code 1 and a
+    message, not a traceback."""
+    image = _png(_shapes(), tmp_path / "x.png")
+    np.save(tmp_path / "small.npy", np.zeros((SIDE, SIDE - 2)))
+    out = ["--out", str(tmp_path / "r.png")]
+    cases = {
+        "nothing.pt: checkpoint not found": ["--model", str(tmp_path / "nothing.pt")],
+        "nothing.png: image not found": ["--image", str(tmp_path / "nothing.png")],
+        "small.npy: data of shape (40, 38) do not match": [
+            "--image",
+            str(image),
+            "--data",
+            str(tmp_path / "small.npy"),
+        ],
+        "give an image (--image)": [],
+    }
+    for message, args in cases.items():
+        model = [] if "--model" in args else ["--model", str(iresnet_model)]
+        assert main(["reconstruct", *model, *args, *out]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("iresnet-inverse reconstruct: error:") and message in err
+    assert not (tmp_path / "r.png").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# summary
+
+STUDY_CELLS = [
+    ("blur", 0.01, 0.99, "reconstruction", "iresnet_demo", 0),
+    ("blur", 0.01, 0.99, "reconstruction", "iresnet_demo", 1),
+    ("blur", 0.01, 0.999, "reconstruction", "iresnet_demo", 0),
+    ("blur", 0.01, 0.999, "logdet", "iresnet_demo", 0),
+    ("blur", 0.01, math.inf, "variational", "tv", 0),
+    ("diffusion", 0.05, math.inf, "supervised", "unet_demo", 0),
+]
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> tuple[Path, dict]:
+    """A reconstruction dataset built like the workflow's (per-cell files, combine_cells) and
+    the expected rows, computed from the numbers that went in."""
+    rng = np.random.default_rng(1)
+    data = {op: rng.uniform(20, 30, (2, 3)) for op in ("blur", "diffusion")}
+    paths, values = [], {}
+    for i, cell in enumerate(STUDY_CELLS):
+        metrics = rng.uniform(25, 35, 3), rng.uniform(0.5, 0.9, 3)
+        psnr_values, ssim_values = metrics
+        ds = xr.Dataset(
+            {
+                "psnr": ("image", psnr_values),
+                "ssim": ("image", ssim_values),
+                "data_psnr": ("image", data[cell[0]][0]),
+                "data_ssim": ("image", data[cell[0]][1] / 40),
+            },
+            coords={"image": np.arange(3)},
+        )
+        keys = dict(
+            zip(
+                ("operator", "noise_level", "lipschitz", "objective", "arch", "seed"),
+                cell,
+                strict=True,
+            )
+        )
+        paths.append(write_dataset(ds, tmp_path / f"cell{i}.nc", title="cell", cell=keys))
+        values.setdefault(cell[:5], []).append(metrics)
+    path = write_dataset(combine_cells(paths), tmp_path / "reconstruction.nc", title="study")
+    expected = {
+        (op, delta, "noisy data", "", ""): (data[op][0].mean(), data[op][1].mean() / 40)
+        for op, delta in (("blur", 0.01), ("diffusion", 0.05))
+    }
+    for (op, delta, lip, objective, arch), runs in values.items():
+        key = (op, delta, label(arch), "" if math.isinf(lip) else f"{lip:g}", objective)
+        expected[key] = tuple(float(np.mean([run[j] for run in runs])) for j in (0, 1))
+    return path, expected
+
+
+def test_summary_table_means(study) -> None:
+    """Means over images and seeds per cell, L and objective kept apart, the data row first."""
+    path, expected = study
+    table = summary_table(path)
+    assert len(table) == len(expected) == 7
+    assert table["method"].iloc[0] == "noisy data" and table["operator"].iloc[-1] == "diffusion"
+    for row in table.itertuples(index=False):
+        lip = "" if pd.isna(row.lipschitz) else f"{row.lipschitz:g}"
+        key = (row.operator, row.noise_level, row.method, lip, row.objective)
+        assert (row.psnr, row.ssim) == pytest.approx(expected[key], abs=1e-9)
+
+
+def test_summary_formats(study, capsys) -> None:
+    """The three outputs carry the same numbers: CSV to 6 digits, text and markdown rounded."""
+    path, expected = study
+    assert main(["summary", str(path), "--csv"]) == 0
+    csv = pd.read_csv(io.StringIO(capsys.readouterr().out), keep_default_na=False)
+    assert main(["summary", str(path), "--markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "| --- | --- | --- | --- | --- | ---: | ---: |"
+    markdown = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert main(["summary", str(path)]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert len(text) == len(expected) + 2 and len({len(line) for line in text}) == 1
+    for row, cells, line in zip(csv.itertuples(index=False), markdown, text[2:], strict=True):
+        lip = "" if row.lipschitz == "" else f"{float(row.lipschitz):g}"
+        key = (row.operator, row.noise_level, row.method, lip, row.objective)
+        want_psnr, want_ssim = expected[key]
+        assert (row.psnr, row.ssim) == pytest.approx((want_psnr, want_ssim), rel=1e-5)
+        rounded = [f"{want_psnr:.2f}", f"{want_ssim:.4f}"]
+        assert cells[:5] == [row.operator, f"{row.noise_level:g}", row.method, lip, row.objective]
+        assert cells[5:] == rounded
+        assert line.split()[-2:] == rounded and row.method in line
+
+
+def test_summary_of_a_missing_file(tmp_path, capsys) -> None:
+    assert main(["summary", str(tmp_path / "none.nc")]) == 1
+    assert "none.nc: NetCDF artifact not found" in capsys.readouterr().err
