@@ -137,6 +137,17 @@ class LipschitzConv2d(torch.nn.Module):
         # first epoch and after each (not here: for the paper's 128 x 64 kernels it costs
         # seconds, and loaded nets carry theirs in the state dict).
         self.register_buffer("size_ratio", torch.tensor(1.0))
+        self._cache: dict[str, tuple[tuple, object]] = {}
+
+    def _cached(self, name: str, compute: Callable[[], object]) -> object:
+        """``compute()`` once per state of the raw weight (optimizer steps and loads bump its
+        version; ``.to`` changes its storage): evaluation and probes call the net thousands of
+        times, and the per-epoch certificate and refresh need the same any-size norm."""
+        w = self.weight
+        key = (w._version, w.data_ptr(), w.dtype, w.device)
+        if name not in self._cache or self._cache[name][0] != key:
+            self._cache[name] = (key, compute())
+        return self._cache[name][1]
 
     def sigma(self) -> torch.Tensor:
         """G(W): the exact norm of a 1x1 convolution, else the symbol's maximum on the training
@@ -144,7 +155,7 @@ class LipschitzConv2d(torch.nn.Module):
         norm at the maximizing frequency, found without gradients first)."""
         if self.exact:
             return torch.linalg.matrix_norm(self.weight.flatten(1), ord=2)
-        _, (a, b) = symbol_grid_max(self.weight.detach(), self.grid)
+        a, b = self._cached("argmax", lambda: symbol_grid_max(self.weight.detach(), self.grid)[1])
         return symbol_norm_at(self.weight, a, b, self.grid)
 
     @torch.no_grad()
@@ -154,7 +165,10 @@ class LipschitzConv2d(torch.nn.Module):
             return
         sigma = float(self.sigma())
         if sigma > 0:
-            self.size_ratio.fill_(max(1.0, any_size_norm(self.weight) / sigma))
+            self.size_ratio.fill_(max(1.0, self._any_size() / sigma))
+
+    def _any_size(self) -> float:
+        return self._cached("any_size", lambda: any_size_norm(self.weight))
 
     def size_sigma(self) -> torch.Tensor:
         """rho G(W): the any-size norm as the projection sees it (exact right after a refresh)."""
@@ -178,7 +192,7 @@ class LipschitzConv2d(torch.nn.Module):
         it exceeds the bound when the size ratio is stale; ``refresh`` makes it hold."""
         with torch.no_grad():
             scale = min(1.0, self.bound / max(float(self.size_sigma()), 1e-300))
-            return any_size_norm(self.weight) * scale
+            return self._any_size() * scale
 
     def extra_repr(self) -> str:
         c_out, c_in, k, _ = self.weight.shape
