@@ -82,12 +82,12 @@ def test_any_size_norm_bounds_every_size_and_is_tight(kernel_size: int) -> None:
     assert max(norms) <= bound
     assert norms[0] < norms[-1]  # the norm grows with the image size: 32 x 32 is no certificate
     # Tight: the symbol's maximum, found by local search from the best of a coarse direct
-    # evaluation, lies within the stated grid error (1e-3) of the bound.
+    # evaluation, lies within the stated grid error (2e-3) of the bound.
     w = weight.numpy()
     coarse = np.linspace(0, 2 * np.pi, 60, endpoint=False)
     start = max(((a, b) for a in coarse for b in coarse), key=lambda f: _symbol_norm(w, f))
     peak = scipy.optimize.minimize(lambda f: -_symbol_norm(w, f), start, method="Nelder-Mead")
-    assert -peak.fun <= bound <= -peak.fun * (1 + 1.5e-3)
+    assert -peak.fun <= bound <= -peak.fun * (1 + 2.5e-3)
 
 
 def test_projection_holds_at_every_image_size() -> None:

@@ -252,7 +252,7 @@ def _train_epoch(
         progress.update(1)
 
 
-def _end_epoch(net: torch.nn.Module, state: _State, run: Run, seconds: float) -> None:
+def _end_epoch(net: torch.nn.Module, state: _State, run: Run, started: float) -> None:
     """Validate, record the uncapped any-size Lipschitz bound (iResNets: it exceeds L_i if the
     size ratios went stale during the epoch), refresh them, and checkpoint."""
     net.eval()
@@ -261,6 +261,7 @@ def _end_epoch(net: torch.nn.Module, state: _State, run: Run, seconds: float) ->
     if isinstance(net, IResNet):
         state.history.lipschitz_estimate.append(net.lipschitz_certificate())
         net.refresh_norms()
+    seconds = time.perf_counter() - started  # training, validation and the Lipschitz refresh
     state.history.epoch_seconds.append(seconds)
     state.elapsed += seconds
     state.epoch += 1
@@ -286,7 +287,7 @@ def fit(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) -> 
     while state.epoch < settings.epochs:
         started = time.perf_counter()
         _train_epoch(net, task, settings, state, run, progress)
-        _end_epoch(net, state, run, time.perf_counter() - started)
+        _end_epoch(net, state, run, started)
         history = state.history
         progress.set_postfix(loss=f"{history.loss[-1]:.4g}", val_psnr=f"{history.val_psnr[-1]:.2f}")
     progress.close()

@@ -91,7 +91,7 @@ def symbol_norm_at(weight: torch.Tensor, a: int, b: int, grid: int) -> torch.Ten
     return torch.linalg.matrix_norm(symbol, ord=2)
 
 
-def any_size_norm(weight: torch.Tensor, slack: float = 1e-3) -> float:
+def any_size_norm(weight: torch.Tensor, slack: float = 2e-3) -> float:
     """An upper bound on the operator norm of u -> conv2d(u, weight, padding=k // 2) on images
     of every size: the symbol's maximum G on a grid of spacing h, inflated by the grid error.
 
