@@ -304,6 +304,8 @@ def _tool_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """Every subcommand and its options: a flat list, one block per command, long but with
+    nothing to follow across functions."""
     parser = argparse.ArgumentParser(prog="iresnet-inverse", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config-json", default="{}", help="the (resolved) config as JSON")
