@@ -16,6 +16,15 @@ def _seeded() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def one_thread() -> object:
+    """Small tensors: intra-op threads only add overhead (and spin on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def run_snakemake(
     workdir: Path, *args: str, configfile: Path | None = None
 ) -> subprocess.CompletedProcess:

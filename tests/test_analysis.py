@@ -36,13 +36,7 @@ from iresnet_inverse.operators.blur import gaussian_kernel
 SPEC = {"kind": "conv", "blocks": 3, "channels": 1, "hidden": 8, "kernel_size": 3}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: intra-op threads only add overhead (and spin on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _net(lipschitz: float, size: int, gain: float = 1.0) -> torch.nn.Module:

@@ -14,12 +14,7 @@ from iresnet_inverse.reconstruct import evaluate_cell, forward_target
 SIZE = 12
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Scaling(torch.nn.Module):
