@@ -1,5 +1,8 @@
 # iresnet-inverse: invertible residual networks as learned forward operators.
 # The rules are thin: each calls the `iresnet-inverse` command line; all outputs go to results/.
+# Every rule runs in the environment that runs Snakemake (`make demo` makes it from
+# pyproject.toml; environment.yml pins the same versions): `snakemake --lint`'s request for a
+# conda environment or container per rule is the one lint left, on purpose.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -25,6 +28,6 @@ include: "workflow/rules/archive.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

@@ -82,7 +82,7 @@ def run(cases: list[str], repeats: int, device: str) -> None:
 def run_trained(cells: list[str], images: str, device: str) -> None:
     """Evaluations per block, plain vs Anderson at rtol 1e-5, on trained cells' test data."""
     from iresnet_inverse.artifacts import read_dataset
-    from iresnet_inverse.config import format_value
+    from iresnet_inverse.cells import Observations
     from iresnet_inverse.data.observations import paired_split
     from iresnet_inverse.models import load_model
 
@@ -90,11 +90,7 @@ def run_trained(cells: list[str], images: str, device: str) -> None:
     print("|---|---|---|---|---|---|")
     for cell in cells:
         net, meta = load_model(Path(cell) / "model.pt", torch.device(device))
-        c = meta.cell
-        obs = (
-            Path(images).parent
-            / f"operator~{c['operator']}/noise_level~{format_value(c['noise_level'])}"
-        )
+        obs = Path(images).parent / Observations.of(meta.cell).dir
         _, _, z = paired_split(read_dataset(images), read_dataset(obs / "observations.nc"), "test")
         z = torch.as_tensor(z)[:, None].to(device)
         with torch.no_grad():

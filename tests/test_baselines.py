@@ -10,6 +10,7 @@ import torch
 
 from iresnet_inverse import config as study_config
 from iresnet_inverse import objectives
+from iresnet_inverse.cells import ImageCell
 from iresnet_inverse.nets.baselines import BASELINES, ConvResNet, DiffNet, UNet, build_baseline
 from iresnet_inverse.nets.iresnet import count_parameters
 from iresnet_inverse.operators import get_operator
@@ -124,12 +125,9 @@ def test_baseline_cells_take_fixed_lipschitz_and_objective() -> None:
     assert cells["tv"]["objective"] == "variational"
     assert cells["unet_demo"]["objective"] == "supervised"
     assert cells["unet_demo"]["lipschitz"] == float("inf")
-    assert "lipschitz~inf/objective~supervised/arch~unet_demo" in study_config.cell_dir(
-        cells["unet_demo"]
-    )
-    parsed = study_config.parse_cell(
-        {k: study_config.format_value(v) for k, v in cells["tv"].items()}
-    )
+    assert "lipschitz~inf/objective~supervised/arch~unet_demo" in cells["unet_demo"].dir
+    parsed = ImageCell.of(dict(zip(ImageCell.KEYS, cells["tv"].path_values, strict=True)))
+    assert parsed == cells["tv"]
     assert study_config.block_of(cfg, parsed) is cfg["grid"][0]
     assert study_config.train_settings(cfg, parsed)["epochs"] == cfg["train"]["epochs"]
 

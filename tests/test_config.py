@@ -81,7 +81,7 @@ def test_cells_are_the_union_of_block_products() -> None:
     )
     cells = config.cells(cfg)
     assert len(cells) == 4 + 1  # the second block repeats one cell of the first
-    assert config.cell_dir(cells[0]) == (
+    assert cells[0].dir == (
         "operator~blur/noise_level~0.01/lipschitz~0.9/objective~reconstruction/"
         "arch~iresnet_small/seed~0"
     )
@@ -98,6 +98,25 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "grid[0].lipschitz[0]" in result.stderr + result.stdout
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("name", ["x; touch owned; echo", "../../../escape", "$(touch owned)"])
+def test_an_archive_name_cannot_run_a_command_or_leave_results(tmp_path: Path, name: str) -> None:
+    """An archive name becomes a path and a shell argument: only plain file names pass, and
+    Snakemake stops before any job."""
+    cfg = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
+    cfg["archive"] = {"name": name}
+    path = tmp_path / "attack.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    workdir = tmp_path / "a" / "b" / "c"
+    workdir.mkdir(parents=True)
+    result = run_snakemake(workdir, "archive", configfile=path)
+    assert result.returncode != 0
+    assert "config field archive.name" in result.stderr + result.stdout
+    written = {p.name for p in tmp_path.rglob("*")}
+    assert not written & {"owned", "escape", "results", "archive"}, written
+    with pytest.raises(config.ConfigError, match="archive.name"):
+        config.validate({"archive": {"name": name}})
 
 
 def test_expanding_the_grid_imports_no_torch() -> None:

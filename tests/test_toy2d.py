@@ -10,7 +10,9 @@ import pytest
 
 from iresnet_inverse import bayes
 from iresnet_inverse.artifacts import read_dataset
+from iresnet_inverse.config import toy_cells, validate
 from iresnet_inverse.data.priors import get_prior
+from iresnet_inverse.jobs import toy_job
 from iresnet_inverse.toy2d import reference_dataset
 
 CONFIG = json.dumps(
@@ -35,15 +37,24 @@ def test_toy_cell_through_the_command_line(tmp_path: Path) -> None:
     common = ["--config-json", CONFIG, "--prior", "bimodal", "--eps", "0.1", "--noise-level", "0.2"]
     cli = [sys.executable, "-m", "iresnet_inverse.cli"]
     subprocess.run([*cli, "toy-reference", *common, "--out", str(tmp_path / "ref.nc")], check=True)
+    cfg = json.loads(CONFIG)
+    cfg["toy2d"]["grid"] = [
+        {
+            "prior": ["bimodal"],
+            "eps": [0.1],
+            "noise_level": [0.2],
+            "lipschitz": [0.99],
+            "objective": ["divergence"],
+        }
+    ]
+    cfg = validate(cfg)
+    job = toy_job(cfg, toy_cells(cfg)[0])
     subprocess.run(
         [
             *cli,
             "toy-train",
-            *common,
-            "--lipschitz",
-            "0.99",
-            "--objective",
-            "divergence",
+            "--job-json",
+            job.to_json(),
             "--reference",
             str(tmp_path / "ref.nc"),
             "--out-dir",
@@ -72,7 +83,8 @@ def test_divergence_training_gives_the_gaussian_map(tmp_path: Path, eps: float, 
     the MAP and the unregularized solution A^-1 y (the size of what the regularizer does; at
     eps = 1 that is MAP - y), and so also below 5 % of the mean norm of the MAP.
     """
-    from iresnet_inverse.config import validate
+    from iresnet_inverse.cells import ToyCell
+    from iresnet_inverse.jobs import Job
     from iresnet_inverse.toy2d import train_toy_cell
 
     cell = {
@@ -96,7 +108,8 @@ def test_divergence_training_gives_the_gaussian_map(tmp_path: Path, eps: float, 
     )
     spec = {"kind": "dense", "blocks": 2, "hidden": 32, "layers": 2, "activation": "elu"}
     ref = reference_dataset("gaussian", eps, delta, points=200, seed=1)
-    ds = train_toy_cell(cell, ref, spec, settings, 8192, tmp_path, log=lambda msg: None)
+    job = Job(ToyCell.of(cell), settings, spec, {}, "cpu", {"toy2d": {"training_points": 8192}})
+    ds = train_toy_cell(job, ref, tmp_path, log=lambda msg: None)
 
     A, sigma = np.diag([1.0, eps]), np.diag([1.0, 0.25])
     M = A.T @ A + delta**2 * np.linalg.inv(sigma)

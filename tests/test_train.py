@@ -15,8 +15,10 @@ from skimage.metrics import structural_similarity
 
 from iresnet_inverse import config
 from iresnet_inverse.analysis.metrics import psnr, ssim
-from iresnet_inverse.artifacts import read_dataset, write_dataset
+from iresnet_inverse.artifacts import ArtifactError, read_dataset, write_dataset
+from iresnet_inverse.cells import ImageCell
 from iresnet_inverse.data.observations import image_dataset, observation_dataset
+from iresnet_inverse.jobs import Job, image_job
 from iresnet_inverse.nets.iresnet import build_iresnet
 from iresnet_inverse.operators import get_operator
 from iresnet_inverse.reconstruct import evaluate_model_file
@@ -67,28 +69,22 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root / "images.nc", root / "obs.nc"
 
 
-def _train_command(cfg: dict, data: tuple[Path, Path], out: Path) -> list[str]:
+def _job(cfg: dict, objective: str = "reconstruction") -> Job:
+    return image_job(cfg, ImageCell.of({**CELL, "objective": objective}), ("data", "evaluate"))
+
+
+def _train_command(
+    cfg: dict, data: tuple[Path, Path], out: Path, objective: str = "reconstruction"
+) -> list[str]:
     return [
         sys.executable,
         "-m",
         "iresnet_inverse.cli",
         "train",
-        "--config-json",
-        json.dumps(cfg),
+        "--job-json",
+        _job(cfg, objective).to_json(),
         "--threads",
         "1",
-        "--operator",
-        "blur",
-        "--noise-level",
-        "0.05",
-        "--lipschitz",
-        "0.9",
-        "--objective",
-        "reconstruction",
-        "--arch",
-        "tiny",
-        "--seed",
-        "3",
         "--images",
         str(data[0]),
         "--observations",
@@ -105,7 +101,7 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
 
 
 def _metrics(out: Path, cfg: dict, data: tuple[Path, Path]) -> dict[str, np.ndarray]:
-    ds, _ = evaluate_model_file(out / "model.pt", data[0], data[1], cfg)
+    ds = evaluate_model_file(out / "model.pt", data[0], data[1], _job(cfg))
     history = read_dataset(out / "history.nc")
     return {
         "psnr": ds["psnr"].values,
@@ -155,8 +151,7 @@ def test_history_and_evaluation_contents(tmp_path: Path, data: tuple[Path, Path]
     assert float(history["lipschitz_certificate"].max()) <= bound + 1e-5
     assert history["loss"].sizes["step"] == 2 * 12
     assert float(history["wall_time"].squeeze()) > 0
-    ds, cell = evaluate_model_file(tmp_path / "model.pt", data[0], data[1], cfg)
-    assert cell == CELL
+    ds = evaluate_model_file(tmp_path / "model.pt", data[0], data[1], _job(cfg))
     for name in (
         "psnr",
         "ssim",
@@ -177,9 +172,7 @@ def test_history_and_evaluation_contents(tmp_path: Path, data: tuple[Path, Path]
 
 def test_warm_start_from_another_cell(tmp_path: Path, data: tuple[Path, Path]) -> None:
     cfg = _config(epochs=1, patches=96)
-    approx = _train_command(cfg, data, tmp_path / "approx")
-    approx[approx.index("reconstruction")] = "approximation"
-    _run(approx)
+    _run(_train_command(cfg, data, tmp_path / "approx", "approximation"))
     warm = _run(
         [
             *_train_command(cfg, data, tmp_path / "warm"),
@@ -195,13 +188,41 @@ def test_warm_start_from_another_cell(tmp_path: Path, data: tuple[Path, Path]) -
     assert warm_loss[0] != cold_loss[0]
 
 
+def test_a_model_or_data_of_another_cell_is_refused_naming_both(
+    tmp_path: Path, data: tuple[Path, Path]
+) -> None:
+    """A model.pt copied over another cell's, observations of another noise level, and a warm
+    start from another architecture: each job stops, naming what it holds and what it is."""
+    cfg = _config(epochs=1, patches=96)
+    _run(_train_command(cfg, data, tmp_path / "approx", "approximation"))
+    model = tmp_path / "approx" / "model.pt"
+    with pytest.raises(ArtifactError, match="a model of .*objective~approximation.* but this job"):
+        evaluate_model_file(model, data[0], data[1], _job(cfg))
+    other = observation_dataset(read_dataset(data[0]), "blur", cfg["operators"]["blur"], 0.1, 0)
+    write_dataset(
+        other, tmp_path / "obs.nc", title="t", cell={"operator": "blur", "noise_level": 0.1}
+    )
+    job = _job(cfg, "approximation")
+    with pytest.raises(ArtifactError, match="noise_level~0.1, but this job is .*noise_level~0.05"):
+        evaluate_model_file(model, data[0], tmp_path / "obs.nc", job)
+    cfg["archs"]["other"] = {**cfg["archs"]["tiny"], "channels": 4}
+    cfg["grid"][0]["arch"] = ["tiny", "other"]
+    other_arch = image_job(cfg, ImageCell.of({**CELL, "arch": "other"}), ("data",))
+    command = _train_command(cfg, data, tmp_path / "other")
+    command[command.index("--job-json") + 1] = other_arch.to_json()
+    result = subprocess.run([*command, "--warm-start", str(model)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "arch~tiny/seed~3, but this job is" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_non_convergence_is_counted_and_warned(
     tmp_path: Path, data: tuple[Path, Path], capsys: pytest.CaptureFixture
 ) -> None:
     cfg = _config(epochs=1, patches=96)
     _run(_train_command(cfg, data, tmp_path))
     cfg["evaluate"]["solver"] = {"method": "fixed_point", "tol": 1e-12, "max_iter": 1, "memory": 5}
-    ds, _ = evaluate_model_file(tmp_path / "model.pt", data[0], data[1], cfg)
+    ds = evaluate_model_file(tmp_path / "model.pt", data[0], data[1], _job(cfg))
     assert ds.attrs["nonconverged_samples"] == int((ds["converged"] == 0).sum()) > 0
     assert "did not reach rtol" in capsys.readouterr().out
 

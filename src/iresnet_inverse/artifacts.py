@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-# Every key a cell may have, in coordinate order: image cells (config.CELL_DIR_KEYS) and toy
-# cells (config.TOY_KEYS).
+from iresnet_inverse.cells import format_value
+
+# Every key a cell may have, in coordinate order: image cells (cells.ImageCell) and toy cells
+# (cells.ToyCell).
 ALL_KEYS = (
     "prior",
     "operator",
@@ -149,16 +151,27 @@ def write_dataset(
     return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding))
 
 
-def read_dataset(path: str | Path) -> xr.Dataset:
-    """Read a whole NetCDF artifact into memory; a missing or corrupt file names itself."""
+def read_dataset(path: str | Path, cell: Mapping[str, object] | None = None) -> xr.Dataset:
+    """Read a whole NetCDF artifact into memory; a missing or corrupt file names itself. With
+    ``cell``, the file's own cell coordinates must be the cell's (a file copied over another's
+    is refused, naming both)."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: NetCDF artifact not found (run the rule that makes it)")
     try:
         with xr.open_dataset(path, engine="netcdf4") as ds:
-            return ds.load()
+            ds = ds.load()
     except Exception as err:
         raise ArtifactError(f"{path}: not a readable NetCDF artifact ({err})") from err
+    if cell is not None:
+        held = {k: ds[k].values.ravel()[0].item() for k in cell if k in ds.coords}
+        if any(format_value(held[k]) != format_value(cell[k]) for k in held):
+            raise ArtifactError(f"{path}: holds {_keys(held)}, but this job is {_keys(cell)}")
+    return ds
+
+
+def _keys(values: Mapping[str, object]) -> str:
+    return "/".join(f"{k}~{format_value(v)}" for k, v in values.items())
 
 
 def combine_cells(paths: list[str | Path], *more: list[str | Path]) -> xr.Dataset:

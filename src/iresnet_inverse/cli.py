@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from iresnet_inverse.artifacts import ArtifactError
-from iresnet_inverse.config import CELL_DIR_KEYS, TOY_KEYS, ConfigError
+from iresnet_inverse.config import ConfigError
+from iresnet_inverse.jobs import Job
 from iresnet_inverse.registry import PROBES
 
 EXPECTED_ERRORS = (ConfigError, ArtifactError, ValueError, FileNotFoundError)  # incl. ArchiveError
@@ -50,43 +51,36 @@ def cmd_observe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     )
 
 
-def _cell(args: argparse.Namespace, keys: tuple[str, ...]) -> dict[str, Any]:
-    return {k: getattr(args, k) for k in keys}
+def _job(args: argparse.Namespace) -> Job:
+    return Job.from_json(args.job_json)
 
 
 def cmd_train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.train import train_image_cell
 
     train_image_cell(
-        _cell(args, CELL_DIR_KEYS),
-        cfg,
-        args.images,
-        args.observations,
-        args.out_dir,
-        args.warm_start,
-        args.rule,
+        _job(args), args.images, args.observations, args.out_dir, args.warm_start, args.rule
     )
 
 
 def cmd_evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.artifacts import write_dataset
-    from iresnet_inverse.config import cell_dir
     from iresnet_inverse.reconstruct import evaluate_model_file
 
-    ds, cell = evaluate_model_file(args.model, args.images, args.observations, cfg)
-    write_dataset(
-        ds, args.out, title=f"evaluation of {cell_dir(cell)}", config=cfg, rule=args.rule, cell=cell
-    )
+    job = _job(args)
+    ds = evaluate_model_file(args.model, args.images, args.observations, job)
+    title = f"evaluation of {job.cell.dir}"
+    write_dataset(ds, args.out, title=title, config=job.as_dict(), rule=args.rule, cell=job.cell)
 
 
 def cmd_probe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.analysis.probes import probe_model_file
     from iresnet_inverse.artifacts import write_dataset
-    from iresnet_inverse.config import cell_dir
 
-    ds, cell = probe_model_file(args.probe, args.model, args.images, cfg)
-    title = f"{args.probe} probe of {cell_dir(cell)}"
-    write_dataset(ds, args.out, title=title, config=cfg, rule=args.rule, cell=cell)
+    job = _job(args)
+    ds = probe_model_file(args.probe, args.model, args.images, job)
+    title = f"{args.probe} probe of {job.cell.dir}"
+    write_dataset(ds, args.out, title=title, config=job.as_dict(), rule=args.rule, cell=job.cell)
 
 
 def cmd_combine(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
@@ -123,27 +117,17 @@ def cmd_toy_train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from pathlib import Path
 
     from iresnet_inverse.artifacts import read_dataset, write_dataset
-    from iresnet_inverse.config import architecture, toy_train_settings
-    from iresnet_inverse.toy2d import toy_dir, train_toy_cell
+    from iresnet_inverse.toy2d import train_toy_cell
 
-    cell = _cell(args, TOY_KEYS)
-    reference = read_dataset(args.reference).squeeze(drop=True)
-    spec = architecture(cfg, cfg["toy2d"]["arch"])
-    ds = train_toy_cell(
-        cell,
-        reference,
-        spec,
-        toy_train_settings(cfg),
-        cfg["toy2d"]["training_points"],
-        args.out_dir,
-    )
+    job = _job(args)
+    reference = read_dataset(args.reference, job.cell).squeeze(drop=True)
     write_dataset(
-        ds,
+        train_toy_cell(job, reference, args.out_dir),
         Path(args.out_dir) / "results.nc",
-        title=f"toy cell {toy_dir(cell)}",
-        config=cfg,
+        title=f"toy cell {job.cell.dir}",
+        config=job.as_dict(),
         rule=args.rule,
-        cell=cell,
+        cell=job.cell,
     )
 
 
@@ -241,7 +225,7 @@ def cmd_describe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 def cmd_reconstruct(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.apply import apply_model, write_png, write_result
-    from iresnet_inverse.config import cell_dir
+    from iresnet_inverse.cells import ImageCell
 
     result = apply_model(
         args.model, args.image, args.data, args.noise_level, args.seed, args.device
@@ -252,7 +236,7 @@ def cmd_reconstruct(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     simulated = result.noise_level is not None
     source = f"F(x) + {result.noise_level:g} * noise (seed {args.seed})" if simulated else args.data
     print(f"model           {args.model}")
-    print(f"cell            {cell_dir(result.cell)}")
+    print(f"cell            {ImageCell.of(result.cell).dir}")
     print(f"data            {source}")
     if result.metrics:
         m = result.metrics
@@ -307,11 +291,12 @@ def _parser() -> argparse.ArgumentParser:
     """Every subcommand and its options: a flat list, one block per command, long but with
     nothing to follow across functions."""
     parser = argparse.ArgumentParser(prog="iresnet-inverse", description=__doc__)
-    common = argparse.ArgumentParser(add_help=False)
+    run = argparse.ArgumentParser(add_help=False)
+    run.add_argument("--threads", type=int, default=1, help="torch threads")
+    run.add_argument("--rule", default="", help="Snakemake rule name, for provenance")
+    common = argparse.ArgumentParser(add_help=False, parents=[run])
     common.add_argument("--config-json", default="{}", help="the (resolved) config as JSON")
     common.add_argument("--config", help="a YAML config file (validated; overrides --config-json)")
-    common.add_argument("--threads", type=int, default=1, help="torch threads")
-    common.add_argument("--rule", default="", help="Snakemake rule name, for provenance")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("data", parents=[common], help="write the image dataset (images.nc)")
@@ -325,24 +310,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_observe)
 
-    cell = argparse.ArgumentParser(add_help=False)
-    cell.add_argument("--operator", required=True)
-    cell.add_argument("--noise-level", type=float, required=True)
-    cell.add_argument("--lipschitz", type=float, required=True)
-    cell.add_argument("--objective", required=True)
-    cell.add_argument("--arch", required=True)
-    cell.add_argument("--seed", type=int, default=0)
+    # A cell's job takes the job the rule resolved (jobs.Job as JSON), not the config.
+    job = argparse.ArgumentParser(add_help=False, parents=[run])
+    job.add_argument("--job-json", required=True, help="the resolved job (cell, settings, ...)")
 
-    p = sub.add_parser("train", parents=[common, cell], help="train one cell")
+    p = sub.add_parser("train", parents=[job], help="train one cell")
     p.add_argument("--images", required=True)
     p.add_argument("--observations", required=True, help="observations.nc (validation data)")
     p.add_argument("--out-dir", required=True, help="writes model.pt and history.nc here")
     p.add_argument("--warm-start", help="model.pt of another cell to start from")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser(
-        "evaluate", parents=[common], help="evaluate a trained cell on the test split"
-    )
+    p = sub.add_parser("evaluate", parents=[job], help="evaluate a trained cell on the test split")
     p.add_argument("--model", required=True)
     p.add_argument("--images", required=True)
     p.add_argument("--observations", required=True)
@@ -350,7 +329,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
-        "probe", parents=[common], help="what a trained cell learned, on the named images"
+        "probe", parents=[job], help="what a trained cell learned, on the named images"
     )
     p.add_argument("probe", choices=PROBES)
     p.add_argument("--model", required=True)
@@ -378,11 +357,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_toy_reference)
 
-    p = sub.add_parser("toy-train", parents=[common, toy], help="train and evaluate one toy cell")
-    p.add_argument("--lipschitz", type=float, required=True)
-    p.add_argument("--objective", required=True)
-    p.add_argument("--noise-factor", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("toy-train", parents=[job], help="train and evaluate one toy cell")
     p.add_argument("--reference", required=True)
     p.add_argument("--out-dir", required=True, help="writes results.nc here")
     p.set_defaults(func=cmd_toy_train)

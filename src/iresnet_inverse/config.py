@@ -9,12 +9,11 @@ from typing import Any
 import yaml
 
 from iresnet_inverse.archs import ARCHITECTURES, BASELINES
+from iresnet_inverse.cells import ImageCell, ToyCell
 from iresnet_inverse.registry import BASELINE_OBJECTIVES, INVERTIBLE_KINDS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-CELL_DIR_KEYS = ("operator", "noise_level", "lipschitz", "objective", "arch", "seed")
-TOY_KEYS = ("prior", "eps", "noise_level", "lipschitz", "objective", "noise_factor", "seed")
 UNCONSTRAINED = float("inf")
 
 
@@ -80,23 +79,21 @@ def architecture(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k != "train"}
 
 
-def block_of(
-    config: Mapping[str, Any], cell: Mapping[str, Any], toy: bool = False
-) -> dict[str, Any]:
-    """The first grid block (of ``toy2d.grid`` if ``toy``) whose product contains ``cell``
+def block_of(config: Mapping[str, Any], cell: ImageCell | ToyCell) -> dict[str, Any]:
+    """The first grid block (of ``toy2d.grid`` for a toy cell) whose product contains ``cell``
     (values compared as in paths)."""
-    keys = TOY_KEYS if toy else CELL_DIR_KEYS
+    toy = isinstance(cell, ToyCell)
     grid = config["toy2d"]["grid"] if toy else config["grid"]
-    key = tuple(format_value(cell[k]) for k in keys)
     for index, block in enumerate(grid):
         expanded = _toy_block_cells(block) if toy else _block_cells(config, block, index)
-        if any(tuple(format_value(c[k]) for k in keys) == key for c in expanded):
+        if any(c.path_values == cell.path_values for c in expanded):
             return block
-    name = "/".join(f"{k}~{v}" for k, v in zip(keys, key, strict=True))
-    raise ConfigError(f"config field {'toy2d.grid' if toy else 'grid'}: no block contains {name}")
+    raise ConfigError(
+        f"config field {'toy2d.grid' if toy else 'grid'}: no block contains {cell.dir}"
+    )
 
 
-def train_settings(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:
+def train_settings(config: Mapping[str, Any], cell: ImageCell) -> dict[str, Any]:
     """Training settings of a cell: ``train``, then its arch's ``train`` overrides, then the
     ``train`` overrides of its grid block."""
     arch = cell["arch"]
@@ -106,12 +103,7 @@ def train_settings(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[s
     try:
         return validate(merged, "train")
     except ConfigError as err:
-        raise ConfigError(f"training settings of {cell_dir(cell)}: {err}") from None
-
-
-def format_value(value: object) -> str:
-    """How a cell value appears in paths: floats in shortest ``g`` form."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
+        raise ConfigError(f"training settings of {cell.dir}: {err}") from None
 
 
 def is_invertible(spec: Mapping[str, Any]) -> bool:
@@ -121,7 +113,7 @@ def is_invertible(spec: Mapping[str, Any]) -> bool:
 
 def _block_cells(
     config: Mapping[str, Any], block: Mapping[str, Any], index: int
-) -> list[dict[str, Any]]:
+) -> list[ImageCell]:
     """The cells of one grid block. Baselines take no L and no objective: theirs are fixed
     (``lipschitz`` inf = unconstrained; ``objective`` supervised, or variational for TV)."""
     out = []
@@ -136,27 +128,27 @@ def _block_cells(
             lipschitz, objective = block["lipschitz"], block["objective"]
         values = [block["operator"], block["noise_level"], lipschitz, objective, [arch]]
         for combo in itertools.product(*values, block["seed"]):
-            out.append(dict(zip(CELL_DIR_KEYS, combo, strict=True)))
+            out.append(ImageCell(*combo))
     return out
 
 
-def single_cell_block(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:
+def single_cell_block(config: Mapping[str, Any], cell: ImageCell) -> dict[str, Any]:
     """A grid block holding ``cell`` alone (baseline blocks leave out L and objective)."""
     fixed = architecture(config, cell["arch"])["kind"] in BASELINE_OBJECTIVES
     skip = ("lipschitz", "objective") if fixed else ()
-    return {k: [cell[k]] for k in CELL_DIR_KEYS if k not in skip}
+    return {k: [cell[k]] for k in ImageCell.KEYS if k not in skip}
 
 
-def cells(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+def cells(config: Mapping[str, Any]) -> list[ImageCell]:
     """Every training cell of the grid (the union of the blocks' products), in stable order."""
-    seen: dict[tuple, dict[str, Any]] = {}
+    seen: dict[tuple[str, ...], ImageCell] = {}
     for index, block in enumerate(config["grid"]):
         for cell in _block_cells(config, block, index):
-            seen.setdefault(tuple(format_value(cell[k]) for k in CELL_DIR_KEYS), cell)
+            seen.setdefault(cell.path_values, cell)
     return list(seen.values())
 
 
-def analysis_cells(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+def analysis_cells(config: Mapping[str, Any]) -> list[ImageCell]:
     """The cells whose learned forward operator is probed: iResNets trained to reconstruct
     (the paper's Sec. 4.3); none when ``analysis.enabled`` is false."""
     if not config.get("analysis", {}).get("enabled", True):
@@ -168,49 +160,27 @@ def analysis_cells(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def parse_cell(values: Mapping[str, Any]) -> dict[str, Any]:
-    """A cell with typed values from strings (e.g. Snakemake wildcards)."""
-    return {
-        "operator": str(values["operator"]),
-        "noise_level": float(values["noise_level"]),
-        "lipschitz": float(values["lipschitz"]),
-        "objective": str(values["objective"]),
-        "arch": str(values["arch"]),
-        "seed": int(values["seed"]),
-    }
-
-
-def toy_cells(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+def toy_cells(config: Mapping[str, Any]) -> list[ToyCell]:
     """Every toy cell of ``toy2d.grid`` (union of block products), in stable order."""
-    seen: dict[tuple, dict[str, Any]] = {}
+    seen: dict[tuple[str, ...], ToyCell] = {}
     for block in config["toy2d"]["grid"]:
         for cell in _toy_block_cells(block):
-            seen.setdefault(tuple(format_value(cell[k]) for k in TOY_KEYS), cell)
+            seen.setdefault(cell.path_values, cell)
     return list(seen.values())
 
 
-def _toy_block_cells(block: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [
-        dict(zip(TOY_KEYS, combo, strict=True))
-        for combo in itertools.product(*(block[k] for k in TOY_KEYS))
-    ]
+def _toy_block_cells(block: Mapping[str, Any]) -> list[ToyCell]:
+    return [ToyCell(*combo) for combo in itertools.product(*(block[k] for k in ToyCell.KEYS))]
 
 
-def toy_train_settings(
-    config: Mapping[str, Any], cell: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
+def toy_train_settings(config: Mapping[str, Any], cell: ToyCell | None = None) -> dict[str, Any]:
     """Training settings of a toy cell: ``train``, then ``toy2d.train``, then the ``train``
     overrides of the cell's toy grid block."""
     merged = _copy(dict(config["train"]))
     merged.update(config["toy2d"]["train"])
     if cell is not None:
-        merged.update(block_of(config, cell, toy=True).get("train", {}))
+        merged.update(block_of(config, cell).get("train", {}))
     return validate(merged, "train")
-
-
-def cell_dir(cell: Mapping[str, Any]) -> str:
-    """``operator~blur/noise_level~0.01/...`` for a cell."""
-    return "/".join(f"{k}~{format_value(cell[k])}" for k in CELL_DIR_KEYS)
 
 
 def noise_levels(config: Mapping[str, Any]) -> dict[str, list[float]]:

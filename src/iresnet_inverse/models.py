@@ -7,6 +7,7 @@ the probes and the user tools load through ``load_trained_cell``.
 """
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 
 from iresnet_inverse.artifacts import ArtifactError
+from iresnet_inverse.cells import ImageCell, format_value
 from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
 from iresnet_inverse.config import is_invertible
 from iresnet_inverse.nets.baselines import build_baseline
@@ -92,7 +94,18 @@ def load_model(
     return net.to(device).eval(), meta
 
 
-def load_trained_cell(path: str | Path, device: torch.device | str = "cpu") -> TrainedCell:
-    """A model with its operator, both on ``device``: what evaluation, probes and tools use."""
+def load_trained_cell(
+    path: str | Path,
+    device: torch.device | str = "cpu",
+    expect: Mapping[str, Any] | None = None,
+    ignore: tuple[str, ...] = (),
+) -> TrainedCell:
+    """A model with its operator, both on ``device``: what evaluation, probes and tools use.
+    With ``expect`` (a cell), the model must have been trained for that cell (keys in ``ignore``
+    aside): a model copied over another cell's is refused, naming both."""
     net, meta = load_model(path, device)
+    if expect is not None:
+        held, wanted = ImageCell.of(meta.cell), ImageCell.of(expect)
+        if any(format_value(held[k]) != format_value(wanted[k]) for k in held if k not in ignore):
+            raise ArtifactError(f"{path}: a model of {held.dir}, but this job is {wanted.dir}")
     return TrainedCell(net, meta, meta.operator().to(device).eval())

@@ -12,6 +12,7 @@ from iresnet_inverse import objectives
 from iresnet_inverse.analysis.metrics import mse, psnr, ssim
 from iresnet_inverse.artifacts import read_dataset, variable
 from iresnet_inverse.data.observations import paired_split
+from iresnet_inverse.jobs import Job
 from iresnet_inverse.models import load_trained_cell
 from iresnet_inverse.nets.iresnet import InverseResult, IResNet
 from iresnet_inverse.nets.solvers import SolverConfig
@@ -204,14 +205,16 @@ def evaluate_model_file(
     model_path: str | Path,
     images_path: str | Path,
     observations_path: str | Path,
-    config: Mapping[str, Any],
-) -> tuple[xr.Dataset, dict[str, Any]]:
-    """Load a trained cell and evaluate it on the test split."""
+    job: Job,
+) -> xr.Dataset:
+    """Load the job's trained cell and evaluate it on the test split (a model or observations
+    of another cell are refused)."""
     import warnings
 
-    trained = load_trained_cell(model_path, resolve_device(config.get("device", "auto")))
-    net, cell, operator = trained.net, trained.cell, trained.operator
-    solver = SolverConfig(**config["evaluate"]["solver"])
+    trained = load_trained_cell(model_path, resolve_device(job.device), expect=job.cell)
+    net, cell, operator = trained.net, job.cell, trained.operator
+    settings = job.section("evaluate")
+    solver = SolverConfig(**settings["solver"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         ds = evaluate_cell(
@@ -219,9 +222,9 @@ def evaluate_model_file(
             cell,
             operator,
             read_dataset(images_path),
-            read_dataset(observations_path),
+            read_dataset(observations_path, cell),
             solver,
-            config["evaluate"]["batch_size"],
+            settings["batch_size"],
             trained.meta.certificate,
         )
     failed = int((ds["converged"] == 0).sum())
@@ -232,4 +235,4 @@ def evaluate_model_file(
             f"{solver.tol:g}",
             flush=True,
         )
-    return ds, cell
+    return ds

@@ -9,7 +9,7 @@ from pandas.api.types import is_string_dtype
 
 from iresnet_inverse.archs import label
 from iresnet_inverse.artifacts import read_dataset
-from iresnet_inverse.config import CELL_DIR_KEYS
+from iresnet_inverse.cells import ImageCell
 
 
 def methods_table(
@@ -19,7 +19,7 @@ def methods_table(
     rows = []
     for path in history_paths:
         ds = read_dataset(path)
-        row = {k: ds[k].values.item() for k in CELL_DIR_KEYS if k in ds.coords}
+        row = {k: ds[k].values.item() for k in ImageCell.KEYS if k in ds.coords}
         row["method"] = label(row["arch"])
         row["parameters"] = int(ds["parameters"].item())
         row["epochs"] = int(ds["epochs"].item())
@@ -33,7 +33,7 @@ def methods_table(
     for var in ("psnr", "ssim", "data_psnr", "data_ssim"):
         means = study[var].mean("image")
         table[f"test_{var}"] = [
-            round(float(means.sel({k: row[k] for k in CELL_DIR_KEYS})), 4)
+            round(float(means.sel({k: row[k] for k in ImageCell.KEYS})), 4)
             for row in table.to_dict("records")
         ]
     return table.sort_values(["operator", "noise_level", "method", "lipschitz", "objective"])
@@ -70,7 +70,7 @@ def summary_table(reconstruction_path: str | Path) -> pd.DataFrame:
     each (operator, noise level): the numbers a reader of the study asks for first."""
     study = read_dataset(reconstruction_path)
     variables = ["psnr", "ssim", "data_psnr", "data_ssim"]
-    missing = [v for v in variables + list(CELL_DIR_KEYS) if v not in study.variables]
+    missing = [v for v in variables + list(ImageCell.KEYS) if v not in study.variables]
     if missing:
         raise ValueError(f"{reconstruction_path}: not a reconstruction dataset (no {missing})")
     frame = study[variables].to_dataframe().reset_index()

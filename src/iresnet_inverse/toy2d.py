@@ -8,9 +8,8 @@ prior samples with noise drawn anew every epoch; test points are fixed per (prio
 
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -18,8 +17,8 @@ import xarray as xr
 
 from iresnet_inverse import bayes, objectives
 from iresnet_inverse.artifacts import variable
-from iresnet_inverse.config import TOY_KEYS, format_value
 from iresnet_inverse.data.priors import get_prior
+from iresnet_inverse.jobs import Job
 from iresnet_inverse.nets.iresnet import IResNet, build_iresnet
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
@@ -29,11 +28,6 @@ from iresnet_inverse.train import Run, Task, TrainSettings, fingerprint, fit
 def toy_operator(prior: str, eps: float) -> torch.nn.Module:
     dim = get_prior(prior).dim
     return get_operator(f"linear{dim}d", eps=eps).double()
-
-
-def toy_dir(cell: Mapping[str, Any]) -> str:
-
-    return "/".join(f"{k}~{format_value(cell[k])}" for k in TOY_KEYS)
 
 
 def reference_dataset(
@@ -98,30 +92,26 @@ def _grid_dataset(net: IResNet, prior_name: str, solver: SolverConfig) -> xr.Dat
 
 
 def train_toy_cell(
-    cell: Mapping[str, Any],
+    job: Job,
     reference: xr.Dataset,
-    spec: Mapping[str, Any],
-    settings: Mapping[str, Any],
-    training_points: int,
     out_dir: str | Path,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
 ) -> xr.Dataset:
-    """Train the toy cell's dense iResNet and evaluate it on the reference points."""
-
+    """Train the toy job's dense iResNet and evaluate it on the reference points."""
+    cell, settings, spec = job.cell, job.settings, job.spec
+    training_points = job.section("toy2d")["training_points"]
     out_dir = Path(out_dir)
-    prior = get_prior(cell["prior"])
-    operator = toy_operator(cell["prior"], float(cell["eps"]))
-    seed, delta = int(cell["seed"]), float(cell["noise_level"])
+    prior = get_prior(cell.prior)
+    operator = toy_operator(cell.prior, cell.eps)
+    seed, delta = cell.seed, cell.noise_level
     x_train = torch.as_tensor(prior.sample(training_points, np.random.default_rng(seed)))
     clean = operator(x_train)
     torch.manual_seed(seed)
     solver = SolverConfig(**settings["solver"])
-    net = build_iresnet(
-        {**spec, "dim": prior.dim}, float(cell["lipschitz"]), solver=solver
-    ).double()
+    net = build_iresnet({**spec, "dim": prior.dim}, cell.lipschitz, solver=solver).double()
     x_test = torch.as_tensor(reference["x"].values)
     y_test = torch.as_tensor(reference["y"].values)
-    objective = cell["objective"]
+    objective = cell.objective
 
     def recon(model: IResNet, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -139,8 +129,8 @@ def train_toy_cell(
             "points": training_points,
         }
     )
-    label = toy_dir(cell)
-    train_settings = TrainSettings.of({**settings, "noise_factor": float(cell["noise_factor"])})
+    label = cell.dir
+    train_settings = TrainSettings.of({**settings, "noise_factor": cell.noise_factor})
     task = Task(objective, operator, x_train, clean, delta, seed)
     fit(net, task, train_settings, Run(out_dir, run_id, label, validate, log))
     net.eval()
@@ -158,6 +148,6 @@ def train_toy_cell(
         coords={"point": reference["point"], "component": reference["component"]},
     )
     if prior.dim == 2:
-        ds = ds.merge(_grid_dataset(net, cell["prior"], solver))
+        ds = ds.merge(_grid_dataset(net, cell.prior, solver))
     (out_dir / "resume.pt").unlink(missing_ok=True)
     return ds

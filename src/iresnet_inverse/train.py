@@ -24,9 +24,15 @@ from iresnet_inverse import objectives
 from iresnet_inverse.analysis.metrics import psnr
 from iresnet_inverse.artifacts import read_dataset, variable, write_dataset
 from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
-from iresnet_inverse.config import architecture, cell_dir, train_settings
 from iresnet_inverse.data.observations import paired_split
-from iresnet_inverse.models import MODEL_FILE, ModelMeta, build_network, load_model, save_model
+from iresnet_inverse.jobs import Job
+from iresnet_inverse.models import (
+    MODEL_FILE,
+    ModelMeta,
+    build_network,
+    load_trained_cell,
+    save_model,
+)
 from iresnet_inverse.nets.iresnet import IResNet, count_parameters
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
@@ -373,7 +379,7 @@ def finish(
     write_dataset(
         history_dataset(history, certificate, net, steps_per_epoch, batch_size),
         out_dir / HISTORY_FILE,
-        title=f"training history of {cell_dir(record['cell'])}",
+        title=f"training history of {record['cell'].dir}",
         **record,
     )
     (out_dir / RESUME_FILE).unlink(missing_ok=True)
@@ -423,8 +429,7 @@ def tune_total_variation(
 
 
 def train_image_cell(
-    cell: Mapping[str, Any],
-    config: Mapping[str, Any],
+    job: Job,
     images_path: str | Path,
     observations_path: str | Path,
     out_dir: str | Path,
@@ -432,29 +437,29 @@ def train_image_cell(
     rule: str = "train",
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
 ) -> None:
-    """Train the cell's network on image patches (for TV: search alpha on the validation
+    """Train the job's network on image patches (for TV: search alpha on the validation
     split); write model.pt and history.nc to ``out_dir``."""
-    out_dir, label = Path(out_dir), cell_dir(cell)
-    device = resolve_device(config.get("device", "auto"))
-    settings, spec = train_settings(config, cell), architecture(config, cell["arch"])
-    images, observations = read_dataset(images_path), read_dataset(observations_path)
-    operator_params = config["operators"][cell["operator"]]
-    operator = get_operator(cell["operator"], **operator_params).to(device)
+    cell, settings, spec = job.cell, job.settings, job.spec
+    out_dir, label = Path(out_dir), cell.dir
+    device = resolve_device(job.device)
+    images = read_dataset(images_path)
+    observations = read_dataset(observations_path, cell)
+    operator = get_operator(cell.operator, **job.operator_params).to(device)
     x_train = torch.as_tensor(paired_split(images, None, "train")[0])[:, None].to(device)
     x_val, _, z_val = paired_split(images, observations, "val")
     z_val_t = torch.as_tensor(z_val)[:, None].to(device)
     meta = ModelMeta(
         cell=dict(cell),
-        lipschitz=float(cell["lipschitz"]),
+        lipschitz=cell.lipschitz,
         solver=settings["solver"],
-        operator_params=dict(operator_params),
+        operator_params=dict(job.operator_params),
         patch_size=int(x_train.shape[-1]),
     )
-    torch.manual_seed(int(cell["seed"]))
+    torch.manual_seed(cell.seed)
     net = build_network(spec, meta).to(device)
-    record = {"config": config, "rule": rule, "cell": cell}
+    record = {"config": job.as_dict(), "rule": rule, "cell": cell}
     if spec["kind"] == "tv":
-        search = tune_total_variation(net, x_val, z_val_t, spec, int(cell["seed"]), label, log)
+        search = tune_total_variation(net, x_val, z_val_t, spec, cell.seed, label, log)
         save_model(net, spec, meta, out_dir / MODEL_FILE)
         title = f"TV weight search of {label}"
         write_dataset(search, out_dir / HISTORY_FILE, title=title, **record)
@@ -464,21 +469,21 @@ def train_image_cell(
         f"device {device}, {torch.get_num_threads()} threads"
     )
     if warm_start is not None:
-        net.load_state_dict(load_model(warm_start, device)[0].state_dict())
+        start = load_trained_cell(warm_start, device, expect=cell, ignore=("objective",))
+        net.load_state_dict(start.net.state_dict())
         log(f"{label}: warm start from {warm_start}")
     solver = SolverConfig(**settings["solver"])
 
     def validate(model: torch.nn.Module) -> float:
-        x_hat, _ = reconstruct(model, cell["objective"], operator, z_val_t, solver)
+        x_hat, _ = reconstruct(model, cell.objective, operator, z_val_t, solver)
         return float(np.mean(psnr(x_val, x_hat[:, 0].cpu().numpy())))
 
     identity = {"cell": dict(cell), "settings": settings, "spec": spec}
-    run_id = fingerprint({**identity, "warm_start": str(warm_start), "data": config.get("data")})
+    data = job.sections.get("data")
+    run_id = fingerprint({**identity, "warm_start": str(warm_start), "data": data})
     with torch.no_grad():
         clean_train = operator(x_train)
-    task = Task(
-        cell["objective"], operator, x_train, clean_train, float(cell["noise_level"]), cell["seed"]
-    )
+    task = Task(cell.objective, operator, x_train, clean_train, cell.noise_level, cell.seed)
     history = fit(net, task, TrainSettings.of(settings), Run(out_dir, run_id, label, validate, log))
     steps_per_epoch = math.ceil(len(x_train) / settings["batch_size"])
     finish(net, history, spec, meta, out_dir, steps_per_epoch, settings["batch_size"], record)

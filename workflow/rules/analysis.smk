@@ -1,47 +1,43 @@
 # What the networks learned: directional derivatives and saliency maps per probed cell, then one
 # dataset per probe.
 
-ANALYSIS_CELLS = study_config.analysis_cells(config)
-
 
 rule probe:
     input:
-        model=f"{RESULTS}/train/{CELL_PATTERN}/model.pt",
-        images=f"{RESULTS}/data/images.nc",
+        model=rules.train.output.model,
+        images=rules.data.output[0],
     output:
         f"{RESULTS}/analysis/{CELL_PATTERN}/{{probe}}.nc",
-    wildcard_constraints:
-        probe="|".join(PROBES),
-    params:
-        cfg=lambda wc: cell_config_json(wc, "device", "operators", "analysis"),
     log:
         f"{RESULTS}/logs/analysis/{CELL_PATTERN}/{{probe}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/analysis/{CELL_PATTERN}/{{probe}}.tsv"
-    threads: config["threads"]
+    wildcard_constraints:
+        probe="|".join(PROBES),
     # Probes run as soon as their net is trained, ahead of waiting training jobs, so that none
     # is left to run alone after the figures that do not need it.
     priority: 1
+    threads: config["threads"]
     resources:
         gpu=1 if config["device"] == "cuda" else 0,
+    params:
+        job=lambda wc: cell_job_json(wc, "analysis"),
     shell:
-        "iresnet-inverse probe {wildcards.probe} --config-json {params.cfg:q} "
-        "--threads {threads} --model {input.model} --images {input.images} --out {output} "
-        "--rule probe 2>&1 | tee {log}"
+        "iresnet-inverse probe {wildcards.probe} --job-json {params.job:q} "
+        "--threads {threads} --model {input.model:q} --images {input.images:q} --out {output:q} "
+        "--rule probe 2>&1 | tee {log:q}"
 
 
 rule combine_probe:
     input:
-        lambda wc: [
-            f"{RESULTS}/analysis/{study_config.cell_dir(c)}/{wc.probe}.nc" for c in ANALYSIS_CELLS
-        ],
+        lambda wc: [f"{RESULTS}/analysis/{c.dir}/{wc.probe}.nc" for c in ANALYSIS_CELLS],
     output:
         f"{RESULTS}/datasets/{{probe}}.nc",
-    wildcard_constraints:
-        probe="|".join(PROBES),
     log:
         f"{RESULTS}/logs/combine_{{probe}}.log",
+    wildcard_constraints:
+        probe="|".join(PROBES),
     localrule: True
     shell:
-        "iresnet-inverse combine {input} --out {output} --title '{wildcards.probe} probes' "
-        "--rule combine_probe 2>&1 | tee {log}"
+        "iresnet-inverse combine {input:q} --out {output:q} --title '{wildcards.probe} probes' "
+        "--rule combine_probe 2>&1 | tee {log:q}"

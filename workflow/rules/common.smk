@@ -1,9 +1,14 @@
-# Shared helpers: config validation, the cell grid, and how rules call the command line.
+# Shared helpers: config validation, the cell grid, the files rules expect, the resolved jobs.
+# Rules live in the other files, functions here (`snakemake --lint`: one concern per file).
 import json
 import os
+import shlex
 import sys
 
 from iresnet_inverse import config as study_config
+from iresnet_inverse.archive import default_name
+from iresnet_inverse.cells import ImageCell, Observations, ToyCell, ToyReference
+from iresnet_inverse.jobs import image_job, toy_job
 from iresnet_inverse.registry import (
     ANALYSIS_FIGURES,
     PROBES,
@@ -11,7 +16,8 @@ from iresnet_inverse.registry import (
     TOY_FIGURES,
 )
 
-# Rules call the command line of the environment that runs Snakemake.
+# Rules call the command line of the environment that runs Snakemake. (`snakemake --lint` asks
+# for an `envvars:` assertion on PATH; it is set here, not read from the user, so none is needed.)
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 try:
@@ -24,7 +30,8 @@ CELLS = study_config.cells(config)
 NOISE_LEVELS = study_config.noise_levels(config)  # operator -> sorted deltas
 OPERATOR_NAMES = sorted(NOISE_LEVELS)
 RESULTS = "results"
-CELL_PATTERN = "/".join(f"{k}~{{{k}}}" for k in study_config.CELL_DIR_KEYS)
+CELL_PATTERN = ImageCell.pattern()
+OBSERVATIONS = f"{RESULTS}/data/{Observations.pattern()}/observations.nc"
 
 for _cell in CELLS:
     study_config.architecture(config, _cell["arch"])  # an unknown arch fails here, before any job
@@ -43,16 +50,22 @@ wildcard_constraints:
 
 
 def config_json(*sections):
-    """The config sections a rule depends on, as JSON: a change elsewhere does not rerun it."""
+    """The config sections a job depends on, as JSON: a change elsewhere does not rerun it."""
     return json.dumps({s: config[s] for s in sections}, sort_keys=True)
 
 
 def observation_files():
     return [
-        f"{RESULTS}/data/operator~{op}/noise_level~{study_config.format_value(d)}/observations.nc"
+        f"{RESULTS}/data/{Observations(op, d).dir}/observations.nc"
         for op, deltas in NOISE_LEVELS.items()
         for d in deltas
     ]
+
+
+def cell_job_json(wc, *sections):
+    """The resolved job of the wildcards' cell: what its command reads, and all it reads, so
+    that changes to other cells never rerun it."""
+    return image_job(config, ImageCell.of(dict(wc.items())), sections).to_json()
 
 
 def all_targets():
@@ -84,3 +97,61 @@ def all_targets():
             else []
         ),
     ]
+
+
+# Training
+
+
+def train_settings(wc):
+    return study_config.train_settings(config, ImageCell.of(dict(wc.items())))
+
+
+def warm_start_input(wc):
+    source = train_settings(wc)["warm_start_from"]
+    if source is None or source == wc.objective:
+        return []
+    start = ImageCell.of({**dict(wc.items()), "objective": source})
+    return [f"{RESULTS}/train/{start.dir}/model.pt"]
+
+
+# What the networks learned
+
+ANALYSIS_CELLS = study_config.analysis_cells(config)
+
+
+# The toy study
+
+TOY_CELLS = study_config.toy_cells(config)
+TOY_REFERENCE = ToyReference.pattern()
+TOY_PATTERN = ToyCell.pattern()
+
+
+def toy_files():
+    cells = [f"{RESULTS}/toy2d/cells/{c.dir}/results.nc" for c in TOY_CELLS]
+    problems = sorted({ToyReference.of(c).dir for c in TOY_CELLS})
+    return cells, [f"{RESULTS}/toy2d/reference/{p}/reference.nc" for p in problems]
+
+
+# Figures and archive
+
+
+def reconstruction_figures():
+    """Figure names for the reconstruction study: the iResNet figures need reconstruction-
+    trained iResNet cells; the examples figure is drawn per operator."""
+    invertible = any(
+        c["objective"] == "reconstruction" and c["lipschitz"] != study_config.UNCONSTRAINED
+        for c in CELLS
+    )
+    names = list(RECONSTRUCTION_FIGURES) if invertible else ["methods_vs_noise"]
+    return names + [f"examples_{op}" for op in OPERATOR_NAMES]
+
+
+ARCHIVE_NAME = config["archive"]["name"] or default_name(config)
+
+
+def archived_files():
+    """The study datasets and figures (what `all` makes besides data and per-cell files)."""
+    return [t for t in all_targets() if os.path.basename(os.path.dirname(t)) in ARCHIVED_DIRS]
+
+
+ARCHIVED_DIRS = ("datasets", "figures")

@@ -4,29 +4,29 @@
 rule data:
     output:
         f"{RESULTS}/data/images.nc",
-    params:
-        cfg=config_json("data"),
     log:
         f"{RESULTS}/logs/data.log",
     benchmark:
         f"{RESULTS}/benchmarks/data.tsv"
     threads: 1
+    params:
+        cfg=config_json("data"),
     shell:
-        "iresnet-inverse data --config-json {params.cfg:q} --out {output} --rule data "
-        "2>&1 | tee {log}"
+        "iresnet-inverse data --config-json {params.cfg:q} --out {output:q} --rule data "
+        "2>&1 | tee {log:q}"
 
 
 rule observe:
     input:
-        f"{RESULTS}/data/images.nc",
+        rules.data.output,
     output:
-        f"{RESULTS}/data/operator~{{operator}}/noise_level~{{noise_level}}/observations.nc",
+        OBSERVATIONS,
+    log:
+        f"{RESULTS}/logs/observe/{Observations.pattern()}.log",
+    threads: 1
     params:
         cfg=lambda wc: config_json("data", "operators"),
-    log:
-        f"{RESULTS}/logs/observe/operator~{{operator}}/noise_level~{{noise_level}}.log",
-    threads: 1
     shell:
-        "iresnet-inverse observe --config-json {params.cfg:q} --images {input} "
+        "iresnet-inverse observe --config-json {params.cfg:q} --images {input:q} "
         "--operator {wildcards.operator} --noise-level {wildcards.noise_level} "
-        "--out {output} --rule observe 2>&1 | tee {log}"
+        "--out {output:q} --rule observe 2>&1 | tee {log:q}"

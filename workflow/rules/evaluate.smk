@@ -3,13 +3,11 @@
 
 rule evaluate:
     input:
-        model=f"{RESULTS}/train/{CELL_PATTERN}/model.pt",
-        images=f"{RESULTS}/data/images.nc",
-        observations=f"{RESULTS}/data/operator~{{operator}}/noise_level~{{noise_level}}/observations.nc",
+        model=rules.train.output.model,
+        images=rules.data.output[0],
+        observations=rules.observe.output[0],
     output:
         f"{RESULTS}/evaluate/{CELL_PATTERN}/metrics.nc",
-    params:
-        cfg=lambda wc: cell_config_json(wc, "device", "operators", "evaluate"),
     log:
         f"{RESULTS}/logs/evaluate/{CELL_PATTERN}.log",
     benchmark:
@@ -17,29 +15,31 @@ rule evaluate:
     threads: config["threads"]
     resources:
         gpu=1 if config["device"] == "cuda" else 0,
+    params:
+        job=lambda wc: cell_job_json(wc, "evaluate"),
     shell:
-        "iresnet-inverse evaluate --config-json {params.cfg:q} --threads {threads} "
-        "--model {input.model} --images {input.images} --observations {input.observations} "
-        "--out {output} --rule evaluate 2>&1 | tee {log}"
+        "iresnet-inverse evaluate --job-json {params.job:q} --threads {threads} "
+        "--model {input.model:q} --images {input.images:q} "
+        "--observations {input.observations:q} --out {output:q} --rule evaluate 2>&1 | tee {log:q}"
 
 
 rule combine_reconstruction:
     input:
-        [f"{RESULTS}/evaluate/{study_config.cell_dir(c)}/metrics.nc" for c in CELLS],
+        [f"{RESULTS}/evaluate/{c.dir}/metrics.nc" for c in CELLS],
     output:
         f"{RESULTS}/datasets/reconstruction.nc",
     log:
         f"{RESULTS}/logs/combine_reconstruction.log",
     localrule: True
     shell:
-        "iresnet-inverse combine {input} --out {output} --title 'reconstruction study' "
-        "--rule combine_reconstruction 2>&1 | tee {log}"
+        "iresnet-inverse combine {input:q} --out {output:q} --title 'reconstruction study' "
+        "--rule combine_reconstruction 2>&1 | tee {log:q}"
 
 
 rule methods_table:
     input:
-        histories=[f"{RESULTS}/train/{study_config.cell_dir(c)}/history.nc" for c in CELLS],
-        reconstruction=f"{RESULTS}/datasets/reconstruction.nc",
+        histories=[f"{RESULTS}/train/{c.dir}/history.nc" for c in CELLS],
+        reconstruction=rules.combine_reconstruction.output[0],
     output:
         report(
             f"{RESULTS}/datasets/methods.csv",
@@ -50,6 +50,6 @@ rule methods_table:
         f"{RESULTS}/logs/methods_table.log",
     localrule: True
     shell:
-        "iresnet-inverse methods-table {input.histories} "
-        "--reconstruction {input.reconstruction} --out {output} "
-        "--rule methods_table 2>&1 | tee {log}"
+        "iresnet-inverse methods-table {input.histories:q} "
+        "--reconstruction {input.reconstruction:q} --out {output:q} "
+        "--rule methods_table 2>&1 | tee {log:q}"

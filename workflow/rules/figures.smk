@@ -13,20 +13,20 @@ rule figure_operators:
             category="Data",
         ),
         f"{RESULTS}/figures/operators.pdf",
-    params:
-        cfg=config_json("figures"),
-        stem=f"{RESULTS}/figures/operators",
     log:
         f"{RESULTS}/logs/figures/operators.log",
     localrule: True
+    params:
+        cfg=config_json("figures"),
+        stem=lambda wc, output: os.path.splitext(output[0])[0],
     shell:
-        "iresnet-inverse figure operators {input} --out-stem {params.stem} "
-        "--config-json {params.cfg:q} --rule figure_operators 2>&1 | tee {log}"
+        "iresnet-inverse figure operators {input:q} --out-stem {params.stem:q} "
+        "--config-json {params.cfg:q} --rule figure_operators 2>&1 | tee {log:q}"
 
 
 rule figure_toy:
     input:
-        f"{RESULTS}/datasets/toy2d.nc",
+        rules.combine_toy2d.output,
     output:
         report(
             f"{RESULTS}/figures/{{toy_figure}}.png",
@@ -34,33 +34,22 @@ rule figure_toy:
             category="Bayesian toy study",
         ),
         f"{RESULTS}/figures/{{toy_figure}}.pdf",
-    wildcard_constraints:
-        toy_figure="|".join(TOY_FIGURES),
-    params:
-        cfg=config_json("figures"),
-        stem=lambda wc: f"{RESULTS}/figures/{wc.toy_figure}",
     log:
         f"{RESULTS}/logs/figures/{{toy_figure}}.log",
+    wildcard_constraints:
+        toy_figure="|".join(TOY_FIGURES),
     localrule: True
+    params:
+        cfg=config_json("figures"),
+        stem=lambda wc, output: os.path.splitext(output[0])[0],
     shell:
-        "iresnet-inverse figure {wildcards.toy_figure} {input} --out-stem {params.stem} "
-        "--config-json {params.cfg:q} --rule figure_toy 2>&1 | tee {log}"
-
-
-def reconstruction_figures():
-    """Figure names for the reconstruction study: the iResNet figures need reconstruction-
-    trained iResNet cells; the examples figure is drawn per operator."""
-    invertible = any(
-        c["objective"] == "reconstruction" and c["lipschitz"] != study_config.UNCONSTRAINED
-        for c in CELLS
-    )
-    names = list(RECONSTRUCTION_FIGURES) if invertible else ["methods_vs_noise"]
-    return names + [f"examples_{op}" for op in OPERATOR_NAMES]
+        "iresnet-inverse figure {wildcards.toy_figure} {input:q} --out-stem {params.stem:q} "
+        "--config-json {params.cfg:q} --rule figure_toy 2>&1 | tee {log:q}"
 
 
 rule figure_reconstruction:
     input:
-        f"{RESULTS}/datasets/reconstruction.nc",
+        rules.combine_reconstruction.output,
     output:
         report(
             f"{RESULTS}/figures/{{reconstruction_figure}}.png",
@@ -68,18 +57,18 @@ rule figure_reconstruction:
             category="Reconstruction study",
         ),
         f"{RESULTS}/figures/{{reconstruction_figure}}.pdf",
-    wildcard_constraints:
-        reconstruction_figure="|".join([*RECONSTRUCTION_FIGURES, "examples_[A-Za-z0-9_]+"]),
-    params:
-        cfg=config_json("figures"),
-        stem=lambda wc: f"{RESULTS}/figures/{wc.reconstruction_figure}",
     log:
         f"{RESULTS}/logs/figures/{{reconstruction_figure}}.log",
+    wildcard_constraints:
+        reconstruction_figure="|".join([*RECONSTRUCTION_FIGURES, "examples_[A-Za-z0-9_]+"]),
     localrule: True
+    params:
+        cfg=config_json("figures"),
+        stem=lambda wc, output: os.path.splitext(output[0])[0],
     shell:
-        "iresnet-inverse figure {wildcards.reconstruction_figure} {input} "
-        "--out-stem {params.stem} --config-json {params.cfg:q} "
-        "--rule figure_reconstruction 2>&1 | tee {log}"
+        "iresnet-inverse figure {wildcards.reconstruction_figure} {input:q} "
+        "--out-stem {params.stem:q} --config-json {params.cfg:q} "
+        "--rule figure_reconstruction 2>&1 | tee {log:q}"
 
 
 rule figure_analysis:
@@ -93,15 +82,15 @@ rule figure_analysis:
             category="What the networks learned",
         ),
         f"{RESULTS}/figures/{{analysis_figure}}.pdf",
-    wildcard_constraints:
-        analysis_figure="|".join(ANALYSIS_FIGURES),
-    params:
-        cfg=config_json("figures"),
-        stem=lambda wc: f"{RESULTS}/figures/{wc.analysis_figure}",
     log:
         f"{RESULTS}/logs/figures/{{analysis_figure}}.log",
+    wildcard_constraints:
+        analysis_figure="|".join(ANALYSIS_FIGURES),
     localrule: True
+    params:
+        cfg=config_json("figures"),
+        stem=lambda wc, output: os.path.splitext(output[0])[0],
     shell:
-        "iresnet-inverse figure {wildcards.analysis_figure} {input} "
-        "--out-stem {params.stem} --config-json {params.cfg:q} "
-        "--rule figure_analysis 2>&1 | tee {log}"
+        "iresnet-inverse figure {wildcards.analysis_figure} {input:q} "
+        "--out-stem {params.stem:q} --config-json {params.cfg:q} "
+        "--rule figure_analysis 2>&1 | tee {log:q}"

@@ -32,6 +32,7 @@ from iresnet_inverse.analysis.edges import (
 from iresnet_inverse.analysis.saliency import saliency_kernels, sample_pixels
 from iresnet_inverse.artifacts import read_dataset, variable
 from iresnet_inverse.data.observations import paired_split
+from iresnet_inverse.jobs import Job
 from iresnet_inverse.models import load_trained_cell
 from iresnet_inverse.runtime import resolve_device
 
@@ -289,20 +290,19 @@ def saliency_dataset(
 PROBES = {"directional": directional_dataset, "saliency": saliency_dataset}
 
 
-def probe_model_file(
-    probe: str, model_path: str, images_path: str, config: Mapping[str, Any]
-) -> tuple[xr.Dataset, dict[str, Any]]:
+def probe_model_file(probe: str, model_path: str, images_path: str, job: Job) -> xr.Dataset:
     """Load a trained cell and run one probe ("directional" or "saliency") on the named
     test images against the cell's true operator; the saliency probe's manual cluster means
     run over the whole test split."""
-    device = resolve_device(config.get("device", "auto"))
-    trained = load_trained_cell(model_path, device)
-    net, cell, operator = trained.net, trained.cell, trained.operator
+    device = resolve_device(job.device)
+    trained = load_trained_cell(model_path, device, expect=job.cell)
+    net, operator = trained.net, trained.operator
     images = read_dataset(images_path)
     named = images["named"].values.astype(np.float32)
     names = [str(n) for n in images["name"].values]
     extra = {}
     if probe == "saliency":
         extra["test"] = paired_split(images, None, "test")[0]
-    ds = PROBES[probe](net, operator.eval(), named, names, config["analysis"], device, **extra)
-    return ds, cell
+    return PROBES[probe](
+        net, operator.eval(), named, names, job.section("analysis"), device, **extra
+    )

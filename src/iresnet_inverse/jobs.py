@@ -1,0 +1,81 @@
+"""A job's resolved work: its cell and everything it reads, merged from the config once.
+
+The rules resolve a job (``image_job``, ``toy_job``) and pass it to the command line as JSON; the
+package reads it as it is and merges nothing again. Only what the job reads is in it, so that a
+change elsewhere in the config reruns nothing, and it is the provenance (``config_json``) its
+outputs record.
+"""
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from iresnet_inverse.cells import Cell, ImageCell, ToyCell
+from iresnet_inverse.config import architecture, toy_train_settings, train_settings
+
+CELL_KINDS: dict[str, type[Cell]] = {"image": ImageCell, "toy": ToyCell}
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A cell with its resolved training settings, its architecture's spec, its operator's
+    parameters, the device, and the config sections the job reads as they are (``data``,
+    ``evaluate``, ``analysis``, ``toy2d``)."""
+
+    cell: ImageCell | ToyCell
+    settings: dict[str, Any]
+    spec: dict[str, Any]
+    operator_params: dict[str, Any]
+    device: str = "auto"
+    sections: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), sort_keys=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        kind = next(k for k, t in CELL_KINDS.items() if isinstance(self.cell, t))
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**record, "cell": dict(self.cell), "kind": kind}
+
+    @classmethod
+    def from_json(cls, text: str) -> "Job":
+        """The job a rule passed; a clear error for anything but a job's JSON."""
+        try:
+            record = json.loads(text)
+            cell = CELL_KINDS[record.pop("kind")].of(record.pop("cell"))
+            return cls(cell=cell, **record)
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"--job-json is not a job ({type(err).__name__}: {err})") from None
+
+    def section(self, name: str) -> Any:
+        if name not in self.sections:
+            raise ValueError(f"job of {self.cell.dir} lacks config section {name!r}")
+        return self.sections[name]
+
+
+def image_job(config: Mapping[str, Any], cell: ImageCell, sections: tuple[str, ...] = ()) -> Job:
+    """The job of an image cell: training settings merged (``train``, the arch's ``train``, the
+    grid block's ``train``), the arch's spec and the operator's parameters looked up."""
+    return Job(
+        cell=cell,
+        settings=train_settings(config, cell),
+        spec=architecture(config, cell.arch),
+        operator_params=dict(config["operators"][cell.operator]),
+        device=config["device"],
+        sections={s: config[s] for s in sections},
+    )
+
+
+def toy_job(config: Mapping[str, Any], cell: ToyCell) -> Job:
+    """The job of a toy cell: ``train``, ``toy2d.train`` and the toy block's ``train`` merged;
+    ``toy2d`` without its grid."""
+    toy = {k: v for k, v in config["toy2d"].items() if k not in ("grid", "train")}
+    return Job(
+        cell=cell,
+        settings=toy_train_settings(config, cell),
+        spec=architecture(config, toy["arch"]),
+        operator_params={},
+        device=config["device"],
+        sections={"toy2d": toy},
+    )
