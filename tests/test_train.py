@@ -242,7 +242,7 @@ def test_ssim_and_psnr_match_scikit_image() -> None:
 
 def test_non_finite_loss_names_cell_and_step(tmp_path: Path) -> None:
     cfg = _config(epochs=1)
-    settings = config.train_settings(cfg, CELL)
+    settings = config.train_settings(cfg, ImageCell.of(CELL))
     net = build_iresnet(cfg["archs"]["tiny"], 0.9)
     x = torch.rand(4, 1, 8, 8)
     clean = x.clone()
