@@ -1,9 +1,13 @@
 """Archives verify byte for byte; checkpoints refuse pickles that would run code."""
 
+import hashlib
 import io
+import json
+import re
 import subprocess
 import sys
 import tarfile
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -69,8 +73,10 @@ class _RunsCode:
 def test_checkpoint_refuses_code(tmp_path: Path) -> None:
     bad = tmp_path / "evil.pt"
     torch.save({"model": _RunsCode()}, bad)
-    with pytest.raises(ArtifactError, match="evil.pt"):
+    with pytest.raises(ArtifactError, match="evil.pt") as refused:
         load_checkpoint(bad)
+    assert "weights_only=False" not in str(refused.value)  # never advise running its code
+    assert "delete it" in str(refused.value)
     good = save_checkpoint({"model": {"w": torch.ones(2)}, "epoch": 3}, tmp_path / "good.pt")
     assert load_checkpoint(good)["epoch"] == 3
     (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
@@ -78,3 +84,108 @@ def test_checkpoint_refuses_code(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "corrupt.pt")
     with pytest.raises(ArtifactError, match="missing.pt"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def _tar_with(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def _special(name: str, kind: bytes, target: str = "") -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info, None
+
+
+def _manifest_for(files: dict[str, bytes]) -> tuple[tarfile.TarInfo, bytes]:
+    digests = {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}
+    return _file("manifest.json", json.dumps({"files": digests}).encode())
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        (_special("passwd", tarfile.SYMTYPE, "/etc/passwd"), "passwd is not a regular file"),
+        (_special("hard", tarfile.LNKTYPE, "a.nc"), "hard is not a regular file (hard link)"),
+        (_special("tty", tarfile.CHRTYPE), "tty is not a regular file (device or special"),
+        (_special("dir", tarfile.DIRTYPE), "dir is not a regular file (directory)"),
+        (_file("/etc/cron.d/x", b"x"), "unsafe member name '/etc/cron.d/x'"),
+        (_file("../escape.nc", b"x"), "unsafe member name '../escape.nc'"),
+        (_file("a.nc", b"data"), "duplicate member a.nc"),
+    ],
+)
+def test_only_regular_files_listed_once_with_safe_names_pass(
+    tmp_path: Path, extra: tuple, problem: str
+) -> None:
+    files = {"a.nc": b"data"}
+    listed = {**files, extra[0].name: b"x"} if extra[1] is not None else files
+    path = _tar_with(
+        tmp_path / "t.tar.gz",
+        [
+            _file("a.nc", b"data"),
+            extra,
+            _manifest_for(listed if "duplicate" not in problem else files),
+        ],
+    )
+    with pytest.raises(ArchiveError, match=re.escape(problem)):
+        verify_archive(path)
+
+
+class _Zeros(io.RawIOBase):
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:
+        buffer[:] = bytes(len(buffer))
+        return len(buffer)
+
+
+def test_a_gzip_bomb_is_read_in_bounded_memory_and_stopped(tmp_path: Path) -> None:
+    size = 256 * 2**20  # 256 MB of zeros: about 250 kB compressed
+    info = tarfile.TarInfo("zeros.bin")
+    info.size = size
+    digest = hashlib.sha256(bytes(size)).hexdigest()
+    manifest = _file("manifest.json", json.dumps({"files": {"zeros.bin": digest}}).encode())
+    path = tmp_path / "bomb.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.addfile(info, io.BufferedReader(_Zeros()))
+        tar.addfile(manifest[0], io.BytesIO(manifest[1]))
+    assert path.stat().st_size < 2**20
+    tracemalloc.start()
+    verify_archive(path)  # listed with its digest: passes, reading chunk by chunk
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 64 * 2**20  # a quarter of the member: never read whole
+    with pytest.raises(ArchiveError, match="more than 1048576 bytes unpacked"):
+        verify_archive(path, max_bytes=2**20)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        (b"{}", "not a manifest ('files')"),
+        (b"[1, 2]", "not a manifest"),
+        (b"not json", "not a manifest"),
+        (b'{"files": ["a.nc"]}', "'files' must map names to sha256 hex digests"),
+    ],
+)
+def test_a_malformed_manifest_is_one_clear_error(
+    tmp_path: Path, manifest: bytes, message: str
+) -> None:
+    path = _tar_with(tmp_path / "m.tar.gz", [_file("manifest.json", manifest)])
+    with pytest.raises(ArchiveError, match=re.escape(message)):
+        verify_archive(path)
+    result = subprocess.run(
+        [sys.executable, "-m", "iresnet_inverse.cli", "verify-archive", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr

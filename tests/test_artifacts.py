@@ -1,6 +1,8 @@
 """NetCDF artifacts: attributes, provenance, cell coordinates, atomic writes, clear errors."""
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +100,21 @@ def test_overwrite_is_atomic(tmp_path: Path) -> None:
 def test_git_commit_is_recorded() -> None:
     commit = artifacts.git_commit()
     assert commit == "unknown" or len(commit) == 40
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_outputs_respect_the_umask(tmp_path: Path, umask: int) -> None:
+    """Datasets and checkpoints get 0666 less the umask, as files written by `open` do (a
+    shared cluster group can read a study)."""
+    from iresnet_inverse.checkpoints import save_checkpoint
+
+    previous = os.umask(umask)
+    try:
+        write_dataset(_dataset(1.0), tmp_path / "a.nc", title="t")
+        save_checkpoint({"x": 1}, tmp_path / "model.pt")
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(previous)
+    for name in ("a.nc", "model.pt", "plain.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name

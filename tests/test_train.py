@@ -22,7 +22,14 @@ from iresnet_inverse.jobs import Job, image_job
 from iresnet_inverse.nets.iresnet import build_iresnet
 from iresnet_inverse.operators import get_operator
 from iresnet_inverse.reconstruct import evaluate_model_file
-from iresnet_inverse.train import Run, Task, TrainingError, TrainSettings, fit
+from iresnet_inverse.train import (
+    Run,
+    Task,
+    TrainingError,
+    TrainSettings,
+    check_not_diverged,
+    fit,
+)
 
 CELL = {
     "operator": "blur",
@@ -141,6 +148,18 @@ def test_same_seed_same_metrics_and_resume_after_kill(
     assert json.loads(read_dataset(out / "history.nc").attrs["resumed_at_epochs"])
 
 
+def test_a_corrupt_resume_checkpoint_is_discarded_not_fatal(
+    tmp_path: Path, data: tuple[Path, Path]
+) -> None:
+    cfg = _config(epochs=1, patches=96)
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "resume.pt").write_bytes(b"half a checkpoint")
+    result = _run(_train_command(cfg, data, tmp_path))
+    assert "resume.pt: not a loadable checkpoint" in result.stderr
+    assert "discarding it and starting afresh" in result.stderr
+    assert (tmp_path / "model.pt").exists() and not (tmp_path / "resume.pt").exists()
+
+
 def test_history_and_evaluation_contents(tmp_path: Path, data: tuple[Path, Path]) -> None:
     cfg = _config(epochs=2, patches=96)
     _run(_train_command(cfg, data, tmp_path))
@@ -238,6 +257,24 @@ def test_ssim_and_psnr_match_scikit_image() -> None:
     assert not np.allclose(
         ssim(x, y), [structural_similarity(a, b, data_range=2.0) for a, b in zip(x, y, strict=True)]
     )
+
+
+def test_diverged_training_stops_in_one_line_and_writes_no_model(
+    tmp_path: Path, data: tuple[Path, Path]
+) -> None:
+    cfg = _config(epochs=2, patches=96)
+    cfg["train"]["learning_rate"] = 10.0
+    result = subprocess.run(_train_command(cfg, data, tmp_path), capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "training diverged: final validation PSNR" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "model.pt").exists()
+    x = np.random.default_rng(0).random((4, 8, 8))
+    constant = float(np.mean(psnr(x, np.full_like(x, x.mean()))))
+    check_not_diverged(constant - 2.9, x, "cell")  # a poor net, not a diverged one
+    for bad in (constant - 3.1, float("nan")):
+        with pytest.raises(TrainingError, match="cell: training diverged"):
+            check_not_diverged(bad, x, "cell")
 
 
 def test_non_finite_loss_names_cell_and_step(tmp_path: Path) -> None:

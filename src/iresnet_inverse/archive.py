@@ -5,10 +5,11 @@ import hashlib
 import io
 import json
 import tarfile
+import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -16,6 +17,7 @@ import yaml
 from iresnet_inverse.artifacts import git_commit
 
 MANIFEST = "manifest.json"
+MAX_MANIFEST = 2**24  # bytes
 
 
 class ArchiveError(ValueError):
@@ -64,25 +66,87 @@ def build_archive(
     return out
 
 
-def verify_archive(path: str | Path) -> dict[str, Any]:
-    """Check every file against the manifest; return the manifest or raise ``ArchiveError``."""
+def verify_archive(path: str | Path, max_bytes: int = 64 * 2**30) -> dict[str, Any]:
+    """Check every member against the manifest; return the manifest or raise ``ArchiveError``.
+
+    Every member must be a regular file with a safe relative name (no absolute path, no ``..``),
+    present once and listed in the manifest with its sha256. Links, devices and directories
+    fail, as do duplicates. Members are hashed in chunks (memory stays small whatever a member
+    unpacks to) and reading stops past ``max_bytes`` unpacked (a gzip bomb)."""
     path = Path(path)
     try:
         with tarfile.open(path, "r:gz") as tar:
-            contents = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
-    except (OSError, tarfile.TarError, EOFError) as err:
+            digests, problems = _member_digests(tar, max_bytes)
+    except (OSError, tarfile.TarError, EOFError, zlib.error) as err:
         raise ArchiveError(f"{path}: not a readable archive ({err})") from err
-    if MANIFEST not in contents:
-        raise ArchiveError(f"{path}: no {MANIFEST}")
-    manifest = json.loads(contents.pop(MANIFEST))
+    if problems:
+        raise ArchiveError(f"{path}: " + "; ".join(problems))
+    manifest = _manifest(path, digests.pop(MANIFEST, None))
     expected = manifest["files"]
-    problems = [f"missing {n}" for n in sorted(set(expected) - set(contents))]
-    problems += [f"unlisted {n}" for n in sorted(set(contents) - set(expected))]
+    problems = [f"missing {n}" for n in sorted(set(expected) - set(digests))]
+    problems += [f"unlisted {n}" for n in sorted(set(digests) - set(expected))]
     problems += [
-        f"altered {n}"
-        for n in sorted(set(expected) & set(contents))
-        if _sha256(contents[n]) != expected[n]
+        f"altered {n}" for n in sorted(set(expected) & set(digests)) if digests[n] != expected[n]
     ]
     if problems:
         raise ArchiveError(f"{path}: " + "; ".join(problems))
+    return manifest
+
+
+def _member_digests(
+    tar: tarfile.TarFile, max_bytes: int
+) -> tuple[dict[str, str | bytes], list[str]]:
+    """sha256 of every member (the manifest's bytes themselves), and what is wrong with them."""
+    digests: dict[str, str | bytes] = {}
+    problems, unpacked = [], 0
+    for member in tar:
+        name = member.name
+        if not member.isfile():
+            problems.append(f"{name} is not a regular file ({_kind(member)})")
+            continue
+        parts = PurePosixPath(name).parts
+        if PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name or not parts:
+            problems.append(f"unsafe member name {name!r}")
+            continue
+        if name in digests:
+            problems.append(f"duplicate member {name}")
+            continue
+        unpacked += member.size
+        if unpacked > max_bytes:
+            problems.append(f"more than {max_bytes} bytes unpacked; not read further")
+            break
+        if name == MANIFEST:
+            digests[name] = tar.extractfile(member).read(MAX_MANIFEST + 1)
+            continue
+        digest, stream = hashlib.sha256(), tar.extractfile(member)
+        while chunk := stream.read(2**20):
+            digest.update(chunk)
+        digests[name] = digest.hexdigest()
+    return digests, problems
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    kinds = {
+        "symbolic link": member.issym(),
+        "hard link": member.islnk(),
+        "directory": member.isdir(),
+    }
+    return next((k for k, is_kind in kinds.items() if is_kind), "device or special file")
+
+
+def _manifest(path: Path, data: bytes | None) -> dict[str, Any]:
+    """The manifest, if it is one: a JSON object whose ``files`` maps names to sha256 digests."""
+    if data is None:
+        raise ArchiveError(f"{path}: no {MANIFEST}")
+    try:
+        if len(data) > MAX_MANIFEST:
+            raise ValueError(f"larger than {MAX_MANIFEST} bytes")
+        manifest = json.loads(data)
+        files = manifest["files"]
+        if not isinstance(files, dict) or not all(
+            isinstance(v, str) and len(v) == 64 for v in files.values()
+        ):
+            raise ValueError("'files' must map names to sha256 hex digests")
+    except (ValueError, KeyError, TypeError) as err:
+        raise ArchiveError(f"{path}: {MANIFEST} is not a manifest ({err})") from None
     return manifest

@@ -106,18 +106,27 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict[str, object]]:
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     """Call ``write`` on a temporary file beside ``path``, then rename it into place: a killed
-    job never leaves a partial file (the one place that does this)."""
+    job never leaves a partial file (the one place that does this). The file gets the mode a
+    plain ``open`` would give (0666 less the umask), not the temporary file's 0600, so that a
+    group sharing the results can read them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask sets it; set it back at once
+    os.umask(mask)
+    return mask
 
 
 def write_dataset(

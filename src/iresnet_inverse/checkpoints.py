@@ -22,7 +22,12 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:
-        raise ArtifactError(f"{path}: not a loadable checkpoint ({err})") from err
+        # torch's message suggests weights_only=False, i.e. running the file's code: never.
+        raise ArtifactError(
+            f"{path}: not a loadable checkpoint ({type(err).__name__}: corrupt, truncated, or a "
+            "pickle that would run code, which is never loaded); delete it and rerun the rule "
+            "that makes it"
+        ) from err
     if not isinstance(payload, dict):
         raise ArtifactError(f"{path}: checkpoint is not a dictionary")
     return payload

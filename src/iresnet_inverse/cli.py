@@ -399,6 +399,13 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     return config.validate(json.loads(args.config_json))
 
 
+def _expected_errors() -> tuple[type[Exception], ...]:
+    """The errors reported in one line, not a traceback (a TrainingError only where training
+    was imported, which is the only way it can have been raised)."""
+    train = sys.modules.get("iresnet_inverse.train")
+    return EXPECTED_ERRORS + ((train.TrainingError,) if train else ())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     func: Callable[[argparse.Namespace, dict[str, Any]], None] = args.func
@@ -410,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.threads is not None:
             set_threads(args.threads)
         func(args, cfg)
-    except EXPECTED_ERRORS as err:
+    except _expected_errors() as err:
         print(f"iresnet-inverse {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0

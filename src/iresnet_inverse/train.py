@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from iresnet_inverse import objectives
 from iresnet_inverse.analysis.metrics import psnr
-from iresnet_inverse.artifacts import read_dataset, variable, write_dataset
+from iresnet_inverse.artifacts import ArtifactError, read_dataset, variable, write_dataset
 from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
 from iresnet_inverse.data.observations import paired_split
 from iresnet_inverse.jobs import Job
@@ -177,7 +177,12 @@ def _start(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) 
     path = run.out_dir / RESUME_FILE
     if not path.exists():
         return state
-    saved = load_checkpoint(path, task.x.device)
+    try:
+        saved = load_checkpoint(path, task.x.device)
+    except ArtifactError as err:
+        run.log(f"{run.label}: {err}; discarding it and starting afresh")
+        path.unlink()
+        return state
     if saved.get("run_id") != run.run_id:
         run.log(f"{run.label}: {path} belongs to another configuration; starting afresh")
         return state
@@ -385,6 +390,18 @@ def finish(
     (out_dir / RESUME_FILE).unlink(missing_ok=True)
 
 
+def check_not_diverged(val_psnr: float, x_val: np.ndarray, label: str) -> None:
+    """A net whose validation PSNR is 3 dB below that of a constant image (the mean gray of the
+    validation patches) learned nothing usable: training diverged (too large a learning rate,
+    say). Stop, so that no model is written and used."""
+    floor = float(np.mean(psnr(x_val, np.full_like(x_val, x_val.mean())))) - 3.0
+    if not val_psnr >= floor:
+        raise TrainingError(
+            f"{label}: training diverged: final validation PSNR {val_psnr:.2f} dB is below "
+            f"{floor:.2f} dB (a constant gray image less 3 dB); lower train.learning_rate"
+        )
+
+
 def tune_total_variation(
     tv: TotalVariation,
     x_val: np.ndarray,
@@ -485,6 +502,7 @@ def train_image_cell(
         clean_train = operator(x_train)
     task = Task(cell.objective, operator, x_train, clean_train, cell.noise_level, cell.seed)
     history = fit(net, task, TrainSettings.of(settings), Run(out_dir, run_id, label, validate, log))
+    check_not_diverged(history.val_psnr[-1], x_val, label)
     steps_per_epoch = math.ceil(len(x_train) / settings["batch_size"])
     finish(net, history, spec, meta, out_dir, steps_per_epoch, settings["batch_size"], record)
     log(f"{label}: done, final validation PSNR {history.val_psnr[-1]:.2f} dB")
