@@ -1,12 +1,13 @@
 """The config schema: defaults, every kind of bad value rejected with the field named."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from iresnet_inverse import config
+from iresnet_inverse import config, registry
 from tests.conftest import ROOT, run_snakemake
 
 GOOD_BLOCK = {
@@ -68,6 +69,33 @@ def test_bad_values_name_the_field(cfg: dict, field: str) -> None:
     with pytest.raises(config.ConfigError) as info:
         config.validate(copy.deepcopy(cfg))
     assert f"config field {field}:" in str(info.value)
+
+
+DEMO_BLOCK = {**GOOD_BLOCK, "lipschitz": [0.99], "arch": ["iresnet_demo"]}
+
+
+@pytest.mark.parametrize(
+    ("cfg", "field"),
+    [
+        ({"archs": {"net": {"kind": "conv", "channels": 4}}}, "archs.net"),  # no blocks
+        ({"archs": {"my-net": {"kind": "diffnet", "steps": 2, "hidden": 4}}}, "archs"),
+        ({"grid": [{**DEMO_BLOCK, "arch": ["my-net"]}]}, "grid[0].arch[0]"),
+        ({"analysis": {"crop": 4}}, "analysis.crop"),
+        ({"toy2d": {"arch": "iresnet_demo", "grid": [{"prior": ["bimodal"], "eps": [1.0],
+          "noise_level": [0.1], "lipschitz": [0.9], "objective": ["logdet"]}]}}, "toy2d.arch"),
+        ({"archs": {"tv": {"kind": "tv", "samples": 2, "alpha_min": 0.5, "alpha_max": 0.1,
+          "tol": 1e-3, "max_iter": 5}}, "grid": [{**DEMO_BLOCK, "arch": ["tv"]}]}, "archs.tv"),
+        ({"grid": [{**DEMO_BLOCK, "train": {"warm_start_from": "approximation"}}]},
+         "train.warm_start_from"),
+        ({"data": {"patch_size": 96}}, "data.patch_size"),  # chelsea is 75 px at downscale 4
+        ({"data": {"named_size": 80}}, "data.named_size"),
+        ({"data": {"source": "folder", "path": "/no/such/folder"}}, "data.path"),
+        ({"data": {"source": "stl10", "path": "/no/such/stl10_binary"}}, "data.path"),
+    ],
+)  # fmt: skip
+def test_what_would_fail_in_a_job_fails_at_config_time(cfg: dict, field: str) -> None:
+    with pytest.raises(config.ConfigError, match=re.escape(f"config field {field}")):
+        config.check(config.validate(copy.deepcopy({"grid": [DEMO_BLOCK], **cfg})))
 
 
 def test_cells_are_the_union_of_block_products() -> None:
@@ -163,3 +191,32 @@ def test_schema_enums_and_tables_agree_with_the_registry() -> None:
     assert tuple(PROBES) == registry.PROBES
     assert tuple(ANALYSIS_FIGURES) == registry.ANALYSIS_FIGURES
     assert set(DATASET_FIGURES) == {*registry.RECONSTRUCTION_FIGURES, *registry.TOY_FIGURES}
+
+
+@pytest.mark.parametrize(
+    ("blocks", "figures"),
+    [
+        ([("bimodal", ["reconstruction", "logdet"], [1.0])], list(registry.TOY_FIGURES)),
+        ([("gaussian", ["divergence"], [1.0])], ["toy_estimators"]),
+        ([("bimodal", ["reconstruction"], [1.0])], ["toy_grid", "toy_mse_vs_noise"]),
+        ([("trimodal", ["reconstruction"], [1.0])], []),
+    ],
+)
+def test_the_workflow_draws_only_the_toy_figures_a_grid_can_fill(
+    tmp_path: Path, blocks: list, figures: list[str]
+) -> None:
+    """Without the bimodal prior, or without log-det/divergence cells, the figures that need
+    them are not asked for (they failed at the very end before)."""
+    cfg = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
+    cfg["toy2d"]["grid"] = [
+        {"prior": [p], "eps": [1.0], "noise_level": [0.1], "lipschitz": [0.9], "objective": o,
+         "noise_factor": f}
+        for p, o, f in blocks
+    ]  # fmt: skip
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert registry.toy_figures(config.toy_cells(config.load(path))) == figures
+    result = run_snakemake(tmp_path, "--dry-run", "--quiet", "rules", configfile=path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    drawn = result.stdout.count("figure_toy")
+    assert (drawn > 0) == bool(figures)

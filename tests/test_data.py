@@ -137,3 +137,30 @@ def test_observations_have_fixed_noise_of_the_right_level() -> None:
     assert set(a["split"].values) == {"val", "test"}
     c = observation_dataset(images, "blur", params, 0.01, seed=0)
     assert not np.allclose((c["data"] - c["clean_data"]).values * 5, noise)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels_are_refused_naming_the_file(tmp_path: Path, bad: float) -> None:
+    good = np.random.default_rng(0).random((40, 40)).astype(np.float32)
+    broken = good.copy()
+    broken[5, 5] = bad
+    io.imsave(tmp_path / "good.tif", good)
+    io.imsave(tmp_path / "broken.tif", broken)
+    with pytest.raises(ValueError, match=r"broken\.tif: .*1 non-finite pixel values"):
+        sources.folder_images(tmp_path)
+
+
+def test_two_images_with_one_name_are_refused(tmp_path: Path) -> None:
+    image = (np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)
+    io.imsave(tmp_path / "a.png", image)
+    io.imsave(tmp_path / "a.jpg", image)
+    io.imsave(tmp_path / "b.png", image)
+    with pytest.raises(ValueError, match=r"share a name: .*a\.jpg, .*a\.png"):
+        sources.folder_images(tmp_path)
+
+
+def test_the_smallest_builtin_image_is_the_one_config_checks_against() -> None:
+    from iresnet_inverse.registry import BUILTIN_SMALLEST_SIDE
+
+    sides = [min(image.shape) for image in sources.builtin_images(1).values()]
+    assert min(sides) == BUILTIN_SMALLEST_SIDE

@@ -19,7 +19,7 @@ from skimage import io
 from iresnet_inverse.analysis.metrics import psnr, ssim
 from iresnet_inverse.artifacts import ArtifactError, variable, write_dataset
 from iresnet_inverse.config import validate
-from iresnet_inverse.data.sources import to_gray
+from iresnet_inverse.data.sources import check_finite, to_gray
 from iresnet_inverse.models import TrainedCell, load_trained_cell
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.reconstruct import reconstruct
@@ -49,6 +49,7 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ArtifactError(f"{path}: image not found")
     try:
         image = np.load(path) if path.suffix == ".npy" else to_gray(io.imread(path))
+        check_finite(image)
     except (OSError, ValueError, SyntaxError) as err:
         raise ArtifactError(f"{path}: not a readable image ({err})") from err
     if image.ndim != 2:

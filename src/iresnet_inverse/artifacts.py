@@ -110,8 +110,13 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     plain ``open`` would give (0666 less the umask), not the temporary file's 0600, so that a
     group sharing the results can read them."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise ArtifactError(f"{path}: is a directory; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # e.g. no permission: name the file asked for, not a temporary one
+        raise ArtifactError(f"{path}: cannot write ({err.strerror})") from None
     os.close(fd)
     try:
         write(tmp)

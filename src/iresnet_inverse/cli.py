@@ -3,6 +3,7 @@ tools ``reconstruct`` (a trained model on your own image) and ``summary`` (a stu
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 from iresnet_inverse.artifacts import ArtifactError
 from iresnet_inverse.config import ConfigError
 from iresnet_inverse.jobs import Job
-from iresnet_inverse.registry import PROBES
+from iresnet_inverse.registry import OPERATORS, PROBES
 
-EXPECTED_ERRORS = (ConfigError, ArtifactError, ValueError, FileNotFoundError)  # incl. ArchiveError
+# One line, no traceback, for these (ArchiveError is a ValueError; OSErrors such as a full disk
+# or a denied permission name their file).
+EXPECTED_ERRORS = (ConfigError, ArtifactError, ValueError, OSError)
 
 
 def cmd_data(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
@@ -262,7 +265,9 @@ def _tool_parsers(sub: argparse._SubParsersAction) -> None:
     """The user tools: they read what they need from model.pt or the study dataset, so they
     take no config (and no Snakemake provenance options)."""
     tool = argparse.ArgumentParser(add_help=False)
-    tool.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    tool.add_argument(
+        "--threads", type=_positive_int, help="torch threads (default: torch's choice)"
+    )
 
     p = sub.add_parser(
         "reconstruct", parents=[tool], help="apply a trained model.pt to your own image"
@@ -271,7 +276,9 @@ def _tool_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", help="the clean image (gray or RGB; .npy: a 2-D array)")
     p.add_argument("--data", help="observed data z of the image's shape (default: simulated)")
     p.add_argument(
-        "--noise-level", type=float, help="delta of the simulated data (default: the cell's)"
+        "--noise-level",
+        type=_noise_level,
+        help="delta of the simulated data (default: the cell's)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated noise")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -287,12 +294,26 @@ def _tool_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_summary)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _noise_level(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     """Every subcommand and its options: a flat list, one block per command, long but with
     nothing to follow across functions."""
     parser = argparse.ArgumentParser(prog="iresnet-inverse", description=__doc__)
     run = argparse.ArgumentParser(add_help=False)
-    run.add_argument("--threads", type=int, default=1, help="torch threads")
+    run.add_argument("--threads", type=_positive_int, default=1, help="torch threads")
     run.add_argument("--rule", default="", help="Snakemake rule name, for provenance")
     common = argparse.ArgumentParser(add_help=False, parents=[run])
     common.add_argument("--config-json", default="{}", help="the (resolved) config as JSON")
@@ -305,8 +326,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("observe", parents=[common], help="noisy val/test data per operator and δ")
     p.add_argument("--images", required=True)
-    p.add_argument("--operator", required=True)
-    p.add_argument("--noise-level", type=float, required=True)
+    p.add_argument("--operator", required=True, choices=OPERATORS)
+    p.add_argument("--noise-level", type=_noise_level, required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_observe)
 
@@ -349,7 +370,7 @@ def _parser() -> argparse.ArgumentParser:
     toy = argparse.ArgumentParser(add_help=False)
     toy.add_argument("--prior", required=True)
     toy.add_argument("--eps", type=float, required=True)
-    toy.add_argument("--noise-level", type=float, required=True)
+    toy.add_argument("--noise-level", type=_noise_level, required=True)
 
     p = sub.add_parser(
         "toy-reference", parents=[common, toy], help="toy test points, exact MAP and PM"
@@ -396,7 +417,13 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.config:
         return config.load(args.config)
-    return config.validate(json.loads(args.config_json))
+    try:
+        given = json.loads(args.config_json)
+    except ValueError as err:
+        raise ConfigError(f"--config-json is not JSON ({err})") from None
+    if not isinstance(given, dict):
+        raise ConfigError("--config-json must be a JSON object")
+    return config.validate(given)
 
 
 def _expected_errors() -> tuple[type[Exception], ...]:

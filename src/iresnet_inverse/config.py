@@ -10,7 +10,12 @@ import yaml
 
 from iresnet_inverse.archs import ARCHITECTURES, BASELINES
 from iresnet_inverse.cells import ImageCell, ToyCell
-from iresnet_inverse.registry import BASELINE_OBJECTIVES, INVERTIBLE_KINDS
+from iresnet_inverse.registry import (
+    BASELINE_OBJECTIVES,
+    BUILTIN_SMALLEST_SIDE,
+    INVERTIBLE_KINDS,
+    STL10_SIDE,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -64,10 +69,47 @@ def load(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    config = yaml.safe_load(path.read_text()) or {}
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: a config must be a mapping")
-    return validate(config)
+    return check(validate(config))
+
+
+def check(config: dict[str, Any]) -> dict[str, Any]:
+    """What the schema cannot express, checked before any job; each error names its field."""
+    data = config["data"]
+    if data["source"] != "builtin" and not (data.get("path") and Path(data["path"]).exists()):
+        raise ConfigError(f"config field data.path: {data.get('path')!r} does not exist")
+    side = {"builtin": BUILTIN_SMALLEST_SIDE, "stl10": STL10_SIDE}.get(data["source"])
+    for field in ("patch_size", "named_size"):
+        if side is not None and data[field] > side // data["downscale"]:
+            raise ConfigError(
+                f"config field data.{field}: {data[field]} is larger than the smallest "
+                f"{data['source']} image at downscale {data['downscale']:g} "
+                f"({side // data['downscale']:g} pixels)"
+            )
+    grid_cells = cells(config)
+    for arch in {c.arch for c in grid_cells}:
+        spec = architecture(config, arch)
+        if spec["kind"] == "tv" and not spec["alpha_min"] < spec["alpha_max"]:
+            raise ConfigError(f"config field archs.{arch}: alpha_min must be below alpha_max")
+    names = {c.path_values for c in grid_cells}
+    for cell in grid_cells:
+        source = train_settings(config, cell)["warm_start_from"]
+        if source and source != cell.objective:
+            sibling = ImageCell.of({**cell, "objective": source})
+            if sibling.path_values not in names:
+                raise ConfigError(
+                    f"config field train.warm_start_from: {cell.dir} starts from {sibling.dir}, "
+                    "which is not in the grid"
+                )
+    toy = config["toy2d"]
+    if toy["grid"] and architecture(config, toy["arch"])["kind"] != "dense":
+        raise ConfigError(f"config field toy2d.arch: {toy['arch']!r} is not a dense architecture")
+    return config
 
 
 def architecture(config: Mapping[str, Any], name: str) -> dict[str, Any]:

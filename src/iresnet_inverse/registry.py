@@ -4,6 +4,9 @@ architecture kinds. The Snakefile reads them at parse time and the schema's enum
 behind the names live with their concept (``objectives.py``, ``analysis/probes.py``,
 ``plots/``); their tables are checked against these names."""
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 OBJECTIVES = ("reconstruction", "approximation", "logdet", "divergence")
 # Baselines are not trained with an iResNet objective: theirs is fixed by their kind.
 BASELINE_OBJECTIVES = {
@@ -17,6 +20,8 @@ ARCH_KINDS = (*INVERTIBLE_KINDS, *BASELINE_OBJECTIVES)
 OPERATORS = ("blur", "diffusion")  # image operators; the toy problems add linear2d/linear3d
 PRIORS = ("bimodal", "gaussian", "trimodal", "bimodal3d")
 PROBES = ("directional", "saliency")
+BUILTIN_SMALLEST_SIDE = 300  # pixels: chelsea, 300 x 451 (tests/test_data.py checks it)
+STL10_SIDE = 96
 
 RECONSTRUCTION_FIGURES = (
     "psnr_vs_lipschitz",
@@ -35,3 +40,20 @@ ANALYSIS_FIGURES = (
     "clusters_vs_lipschitz",
 )
 TOY_FIGURES = ("toy_grid", "toy_mse_vs_noise", "toy_noise_ablation", "toy_estimators")
+
+
+def toy_figures(cells: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The toy figures a toy grid has the cells for (a figure the grid cannot fill is left
+    out, not drawn empty): the grid and MSE figures need the bimodal prior at dhat = delta,
+    the ablation the bimodal prior with log-det or divergence cells, the estimator figure
+    log-det or divergence cells at dhat = delta."""
+    cells = list(cells)
+    bimodal = [c for c in cells if c["prior"] == "bimodal"]
+    regularized = [c for c in cells if c["objective"] in ("logdet", "divergence")]
+    can_draw = {
+        "toy_grid": any(float(c["noise_factor"]) == 1.0 for c in bimodal),
+        "toy_mse_vs_noise": any(float(c["noise_factor"]) == 1.0 for c in bimodal),
+        "toy_noise_ablation": any(c in regularized for c in bimodal),
+        "toy_estimators": any(float(c["noise_factor"]) == 1.0 for c in regularized),
+    }
+    return [name for name in TOY_FIGURES if can_draw[name]]

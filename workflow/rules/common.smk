@@ -14,6 +14,7 @@ from iresnet_inverse.registry import (
     PROBES,
     RECONSTRUCTION_FIGURES,
     TOY_FIGURES,
+    toy_figures,
 )
 
 # Rules call the command line of the environment that runs Snakemake. (`snakemake --lint` asks
@@ -25,6 +26,7 @@ try:
 except Exception:
     study_config.validate(config)  # re-raises as one line naming the field
     raise
+study_config.check(config)  # what the schema cannot express, before any job
 
 CELLS = study_config.cells(config)
 NOISE_LEVELS = study_config.noise_levels(config)  # operator -> sorted deltas
@@ -92,7 +94,11 @@ def all_targets():
         ),
         *(
             [f"{RESULTS}/datasets/toy2d.nc"]
-            + [f"{RESULTS}/figures/{name}.{ext}" for name in TOY_FIGURES for ext in ("png", "pdf")]
+            + [
+                f"{RESULTS}/figures/{name}.{ext}"
+                for name in toy_figures(TOY_CELLS)
+                for ext in ("png", "pdf")
+            ]
             if config["toy2d"]["grid"]
             else []
         ),

@@ -10,6 +10,8 @@ from skimage import color, io
 from skimage import data as skdata
 from skimage.transform import rescale
 
+from iresnet_inverse.registry import STL10_SIDE
+
 # Natural photographs and textures that scikit-image and scikit-learn ship inside their wheels.
 # The split is by image and fixed: the three test images are the named images of the analyses
 # (the paper used "Balloon", "Boat" and "Dog" from STL-10 in the same role).
@@ -31,7 +33,6 @@ BUILTIN_SPLITS: dict[str, tuple[str, ...]] = {
     "test": ("astronaut", "camera", "chelsea"),
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-STL10_SIDE = 96
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -47,7 +48,16 @@ def to_gray(image: np.ndarray) -> np.ndarray:
         image = image.astype(np.float64)
     if image.ndim != 2:
         raise ValueError(f"expected a gray or RGB image, got shape {image.shape}")
+    check_finite(image)
     return np.clip(image.astype(np.float64), 0.0, 1.0)
+
+
+def check_finite(image: np.ndarray) -> None:
+    """Refuse NaN and +-Inf pixels: NaN would spread through every reconstruction, and
+    clipping Inf to [0, 1] would hide a broken file."""
+    bad = int(np.size(image) - np.isfinite(image).sum())
+    if bad:
+        raise ValueError(f"{bad} non-finite pixel values (NaN or Inf)")
 
 
 def _load_builtin(name: str) -> np.ndarray:
@@ -99,9 +109,15 @@ def stl10_images(directory: str | Path, downscale: float = 1.0) -> dict[str, np.
 
 def folder_images(directory: str | Path, downscale: float = 1.0) -> dict[str, np.ndarray]:
     """Every png/jpg/tif image in ``directory`` (not recursive), named by file stem."""
+    if not Path(directory).is_dir():
+        raise FileNotFoundError(f"data.path: {directory} is not a folder")
     files = sorted(p for p in Path(directory).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"{directory}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    stems = [f.stem for f in files]
+    clashes = sorted({str(f) for f in files if stems.count(f.stem) > 1})
+    if clashes:  # images are named by stem: one would silently replace the other
+        raise ValueError(f"{directory}: images share a name: {', '.join(clashes)}")
     images = {}
     for f in files:
         try:
