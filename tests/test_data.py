@@ -4,9 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from skimage import color, io
+from skimage import color, feature, io
 
-from iresnet_inverse.data import sources
+from iresnet_inverse import config
+from iresnet_inverse.data import dead_leaves, sources
 from iresnet_inverse.data.observations import image_dataset, observation_dataset
 from iresnet_inverse.data.patches import sample_patches, split_by_image, split_of
 
@@ -164,3 +165,61 @@ def test_the_smallest_builtin_image_is_the_one_config_checks_against() -> None:
 
     sides = [min(image.shape) for image in sources.builtin_images(1).values()]
     assert min(sides) == BUILTIN_SMALLEST_SIDE
+
+
+def test_dead_leaves_radii_follow_the_power_law() -> None:
+    """Density proportional to r^-3 on [1, 48]: CDF (1 - r^-2) / (1 - 48^-2)."""
+    radii = dead_leaves.sample_radii(np.random.default_rng(0), 200_000, 1.0, 48.0)
+    assert radii.min() >= 1.0 and radii.max() <= 48.0
+    for r in (1.2, 2.0, 5.0, 20.0):
+        expected = (1 - r**-2) / (1 - 48.0**-2)
+        assert np.mean(radii <= r) == pytest.approx(expected, abs=4e-3)
+
+
+def test_painting_behind_in_batches_equals_painting_on_top_back_to_front() -> None:
+    """The dead-leaves image paints front to back, each batch behind the last; an independent
+    painter lays the same disks back to front, each on top of everything before."""
+    rng = np.random.default_rng(1)
+    side, n = 24, 300
+    radii = rng.uniform(1, 6, n)
+    centres = rng.uniform(-4, side + 4, (n, 2))
+    grays = rng.random(n)
+    image, open_pixels = np.full(side * side, np.nan), np.arange(side * side)
+    for batch in np.array_split(np.arange(n), 7):
+        open_pixels = dead_leaves.paint_behind(
+            image, open_pixels, radii[batch], centres[batch], grays[batch]
+        )
+    naive = np.full((side, side), np.nan)
+    yy, xx = np.mgrid[0:side, 0:side] + 0.5
+    for k in reversed(range(n)):
+        naive[(yy - centres[k, 0]) ** 2 + (xx - centres[k, 1]) ** 2 <= radii[k] ** 2] = grays[k]
+    np.testing.assert_array_equal(image.reshape(side, side), naive)
+    np.testing.assert_array_equal(np.flatnonzero(np.isnan(naive)), open_pixels)
+
+
+def test_dead_leaves_patches_are_seeded_covered_and_have_edges() -> None:
+    patches = dead_leaves.dead_leaves_patches(6, 32, seed=0)
+    assert patches.shape == (6, 32, 32) and patches.dtype == np.float32
+    assert np.isfinite(patches).all() and 0 <= patches.min() and patches.max() <= 1
+    np.testing.assert_array_equal(patches, dead_leaves.dead_leaves_patches(6, 32, seed=0))
+    assert not np.array_equal(patches, dead_leaves.dead_leaves_patches(6, 32, seed=1))
+    edges = np.mean([feature.canny(p.astype(np.float64), sigma=1.0).mean() for p in patches])
+    assert 0.02 < edges < 0.5  # occlusion boundaries, not noise and not a flat field
+
+
+def test_synthetic_patches_join_the_training_split_only() -> None:
+    data = config.validate(
+        {"data": {"patches": {"train": 16, "val": 4, "test": 4}, "synthetic": {"patches": 8}}}
+    )["data"]
+    ds = image_dataset(data)
+    source, split = ds["source"].values, ds["split"].values
+    assert (source == "dead_leaves").sum() == 8
+    assert set(split[source == "dead_leaves"]) == {"train"}
+    assert (split == "train").sum() == 24 and (split == "val").sum() == 4
+    plain = image_dataset({**data, "synthetic": {**data["synthetic"], "patches": 0}})
+    for s in ("val", "test"):  # validation and test are unchanged photographs
+        np.testing.assert_array_equal(
+            ds["x"].values[split == s], plain["x"].values[plain["split"].values == s]
+        )
+    with pytest.raises(ValueError, match="data.synthetic"):
+        image_dataset({**data, "synthetic": {"patches": 2, "r_min": 5.0, "r_max": 2.0}})

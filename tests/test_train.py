@@ -28,6 +28,7 @@ from iresnet_inverse.train import (
     TrainingError,
     TrainSettings,
     check_not_diverged,
+    dihedral,
     fit,
 )
 
@@ -330,3 +331,30 @@ def test_gpu_path_options_keep_the_solver_in_float32(compile_backend: str | None
     assert float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)) > 0.99
     weight = net.blocks[0].residual.conv_in.weight
     assert weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_dihedral_gives_the_eight_symmetries_of_the_square() -> None:
+    """Checked against numpy's rotations and flips, on an image with no symmetry."""
+    x = torch.arange(25, dtype=torch.float64).reshape(1, 1, 5, 5) ** 1.5
+    got = [dihedral(x, torch.tensor([g]))[0, 0].numpy() for g in range(8)]
+    image = x[0, 0].numpy()
+    expected = [np.rot90(image, k) for k in range(4)] + [
+        np.rot90(np.fliplr(image), k) for k in range(4)
+    ]
+    assert len({a.tobytes() for a in got}) == 8
+    assert {a.tobytes() for a in got} == {np.ascontiguousarray(a).tobytes() for a in expected}
+    batch = torch.cat([x, 2 * x, 3 * x])
+    mixed = dihedral(batch, torch.tensor([0, 5, 3]))  # each image its own symmetry
+    for i, g in enumerate([0, 5, 3]):
+        np.testing.assert_array_equal(mixed[i, 0].numpy(), (i + 1) * got[g])
+
+
+@pytest.mark.parametrize("operator", ["blur", "diffusion"])
+def test_the_operators_commute_with_the_augmentation(operator: str) -> None:
+    """Training augments x and F(x) alike, which is right only if F(g x) = g F(x)."""
+    op = get_operator(operator).double()
+    x = torch.rand(8, 1, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    g = torch.arange(8)
+    with torch.no_grad():
+        np.testing.assert_allclose(dihedral(op(x), g), op(dihedral(x, g)), rtol=0, atol=1e-12)
+        assert float((op(dihedral(x, g)) - op(x)).abs().max()) > 0.1  # the symmetries act

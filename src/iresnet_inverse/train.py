@@ -109,6 +109,7 @@ class TrainSettings:
     probes: int
     logdet_terms: int
     stacked_targets: bool
+    augment: bool
     rescale_weights: bool
     solver: SolverConfig
     precision: str
@@ -160,6 +161,18 @@ class _State:
     history: History = field(default_factory=History)
     epoch: int = 0
     elapsed: float = 0.0
+
+
+def dihedral(images: torch.Tensor, symmetry: torch.Tensor) -> torch.Tensor:
+    """Image i of (n, c, h, h) under the symmetry[i]-th of the 8 symmetries of the square:
+    symmetry % 4 quarter turns, then a transpose (a flip about the diagonal) if symmetry >= 4."""
+    out = torch.empty_like(images)
+    for g in range(8):
+        chosen = symmetry == g
+        if chosen.any():
+            turned = torch.rot90(images[chosen], g % 4, dims=(-2, -1))
+            out[chosen] = turned.transpose(-2, -1) if g >= 4 else turned
+    return out
 
 
 def _start(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) -> _State:
@@ -226,17 +239,22 @@ def _train_epoch(
     estimators = objectives.Estimators(settings.probes, settings.logdet_terms)
     order = torch.randperm(len(task.x), generator=state.rng).to(device)
     noise = (task.noise_level * torch.randn(task.x.shape, generator=state.rng)).to(device)
+    images = settings.augment and task.x.ndim == 4
+    symmetry = torch.randint(8, (len(task.x),), generator=state.rng) if images else None
     history = state.history
     for i in range(math.ceil(len(task.x) / batch)):
         idx = order[i * batch : (i + 1) * batch]
+        x, clean = task.x[idx], task.clean[idx]
+        if symmetry is not None:  # F commutes with the symmetry: F(g x) = g F(x)
+            x, clean = (dihedral(t, symmetry[idx.cpu()].to(device)) for t in (x, clean))
         state.optimizer.zero_grad(set_to_none=True)
         with state.autocast:
             value, inverse = objectives.loss(
                 task.objective,
                 net,
                 task.operator,
-                state.to_format(task.x[idx]),
-                state.to_format(task.clean[idx] + noise[idx]),
+                state.to_format(x),
+                state.to_format(clean + noise[idx]),
                 settings.noise_factor * task.noise_level,
                 settings.solver,
                 estimators,

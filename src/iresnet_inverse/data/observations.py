@@ -14,6 +14,7 @@ import torch
 import xarray as xr
 
 from iresnet_inverse.data import sources
+from iresnet_inverse.data.dead_leaves import dead_leaves_patches
 from iresnet_inverse.data.patches import build_image_dataset, builtin_split, split_by_image
 from iresnet_inverse.operators import get_operator
 
@@ -47,7 +48,22 @@ def image_dataset(data: Mapping[str, Any]) -> xr.Dataset:
         list(named),
         data["named_size"],
         data["seed"],
+        synthetic_patches(data),
     )
+
+
+def synthetic_patches(data: Mapping[str, Any]) -> tuple[str, np.ndarray] | None:
+    """The dead-leaves training patches of ``data.synthetic``, or None when it asks for none."""
+    synthetic = data.get("synthetic") or {}
+    if not synthetic.get("patches"):
+        return None
+    if synthetic["r_min"] >= synthetic["r_max"]:
+        raise ValueError("data.synthetic: r_min must be below r_max")
+    size, seed = data["patch_size"], data["seed"]
+    leaves = dead_leaves_patches(
+        synthetic["patches"], size, seed, synthetic["r_min"], synthetic["r_max"]
+    )
+    return "dead_leaves", leaves
 
 
 def noise_seed(seed: int, operator: str, noise_level: float) -> int:

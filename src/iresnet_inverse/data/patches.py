@@ -86,8 +86,11 @@ def build_image_dataset(
     named: list[str],
     named_size: int,
     seed: int,
+    synthetic: tuple[str, np.ndarray] | None = None,
 ) -> xr.Dataset:
-    """Patches of every split (dimension ``sample``, coordinate ``split``) and the named images."""
+    """Patches of every split (dimension ``sample``, coordinate ``split``) and the named images;
+    ``synthetic`` (a source name and patches) is added to the training split, with corners
+    (-1, -1): those patches were cut from no image."""
     rng = np.random.default_rng(seed)
     blocks, splits, sources, corners = [], [], [], []
     for s in SPLITS:
@@ -98,6 +101,12 @@ def build_image_dataset(
         splits += [s] * len(p)
         sources += src
         corners.append(cor)
+        if s == "train" and synthetic is not None:
+            name, extra = synthetic
+            blocks.append(extra)
+            splits += ["train"] * len(extra)
+            sources += [name] * len(extra)
+            corners.append(np.full((len(extra), 2), -1))
     missing = [n for n in named if n not in split["test"]]
     if missing:
         raise ValueError(f"data.named_images: {missing} are not test images {split['test']}")
