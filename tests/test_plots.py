@@ -11,6 +11,8 @@ from matplotlib.colors import to_hex
 
 from iresnet_inverse.plots import methods
 from iresnet_inverse.plots.common import lipschitz_color, method_color, plt
+from iresnet_inverse.plots.training import draw_learning_curves
+from iresnet_inverse.tables import last_fifth_gain, training_curves
 
 OPERATORS = ["blur", "diffusion"]
 DELTAS = [0.01, 0.05]
@@ -132,3 +134,64 @@ def test_reconstruction_figures_write_png_and_pdf(study: xr.Dataset, tmp_path: P
         getattr(methods, f"plot_{name}")(path, tmp_path / name, dpi=40)
     methods.plot_examples(path, tmp_path / "examples_blur", "blur", dpi=40)
     assert all(p.stat().st_size > 1000 for p in tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize(
+    ("curve", "gain"),
+    [
+        ([20.0], 0.0),
+        ([20.0, 21.0, 21.5, 21.6, 21.65], 0.05),  # 5 epochs: the last one is the last fifth
+        ([20.0, 22.0, 21.0, 21.5, 21.9], 0.0),  # below the earlier best: no gain
+        ([20, 21, 22, 23, 24, 25, 26, 27, 28, 29], 2.0),  # 10 epochs: the last two
+        ([20.0, np.nan, 21.0], 1.0),  # epochs without a score are left out
+    ],
+)
+def test_last_fifth_gain_is_the_rise_of_the_best_score(curve: list[float], gain: float) -> None:
+    assert last_fifth_gain(curve) == pytest.approx(gain)
+
+
+def _history(tmp_path: Path, cell: tuple, val: list[float]) -> Path:
+    from iresnet_inverse.artifacts import write_dataset
+
+    epochs = np.arange(1, len(val) + 1)
+    ds = xr.Dataset(
+        {
+            "val_psnr": ("epoch", np.array(val)),
+            "epoch_seconds": ("epoch", np.full(len(val), 2.0)),
+            "loss": ("step", np.ones(3)),
+        },
+        coords={"epoch": epochs, "step": np.arange(3)},
+    )
+    path = tmp_path / ("_".join(map(str, cell)) + ".nc")
+    return write_dataset(ds, path, title="t", cell=dict(zip(CELL, cell, strict=True)))
+
+
+def test_learning_curves_of_every_trained_cell(tmp_path: Path) -> None:
+    """Curves of different lengths join in one cube (NaN past a curve's end); the figure has
+    a row per (operator, delta), a line per cell in both columns, and hollow end markers for
+    the curves that have not plateaued."""
+    histories = [
+        _history(
+            tmp_path, ("blur", 0.01, 0.999, "reconstruction", "iresnet_demo", 0), [20, 21, 23]
+        ),
+        _history(
+            tmp_path, ("blur", 0.01, np.inf, "supervised", "unet_demo", 0), [20, 22, 22, 22, 22]
+        ),
+        _history(tmp_path, ("diffusion", 0.05, np.inf, "supervised", "unet_demo", 0), [25, 26]),
+    ]
+    ds = training_curves(histories)
+    iresnet = dict(operator="blur", noise_level=0.01, lipschitz=0.999, arch="iresnet_demo")
+    curve = ds["val_psnr"].sel(**iresnet, objective="reconstruction", seed=0)
+    np.testing.assert_array_equal(curve, [20, 21, 23, np.nan, np.nan])  # NaN past its end
+    unet = dict(operator="blur", noise_level=0.01, lipschitz=np.inf, arch="unet_demo")
+    elapsed = ds["elapsed"].sel(**unet, objective="supervised", seed=0)
+    np.testing.assert_array_equal(elapsed, [2, 4, 6, 8, 10])
+    fig = draw_learning_curves(ds)
+    assert len(fig.axes) == 4  # two rows of two
+    blur_epoch = fig.axes[0]
+    assert len([line for line in blur_epoch.lines if line.get_label().startswith("iResNet")]) == 1
+    markers = [line for line in blur_epoch.lines if line.get_marker() == "o"]
+    faces = sorted(to_hex(m.get_markerfacecolor()) for m in markers)
+    assert "#ffffff" in faces  # the iResNet rose 2 dB in its last epoch: not plateaued
+    assert len(faces) == 2 and faces.count("#ffffff") == 1  # U-Net flat: plateaued
+    plt.close(fig)

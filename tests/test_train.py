@@ -278,6 +278,48 @@ def test_diverged_training_stops_in_one_line_and_writes_no_model(
             check_not_diverged(bad, x, "cell")
 
 
+@pytest.mark.parametrize("kill_after", [None, 3])
+def test_early_stopping_keeps_the_best_epoch_and_resumes(
+    tmp_path: Path, kill_after: int | None
+) -> None:
+    """Scripted validation scores 1, 3, 2, 2.5, 2.9, 4: with patience 3 training stops after
+    epoch 5 (epoch 2 best, three epochs without gain) and keeps epoch 2's weights, also when
+    the run is interrupted after epoch 3 and resumed."""
+    cfg = _config(epochs=6)
+    cfg["train"]["patience"] = 3
+    settings = TrainSettings.of(config.train_settings(cfg, ImageCell.of(CELL)))
+    scores, snapshots, interrupted = [1.0, 3.0, 2.0, 2.5, 2.9, 4.0], [], []
+
+    class Interrupt(Exception):
+        pass
+
+    def validate(model: torch.nn.Module) -> float:
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        if kill_after and not interrupted and len(snapshots) == kill_after + 1:
+            interrupted.append(True)  # once: killed during epoch 4's validation
+            raise Interrupt
+        return scores[len(snapshots) - 1]
+
+    def run(net: torch.nn.Module) -> object:
+        x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+        task = Task("reconstruction", get_operator("blur"), x, x.clone(), 0.05, 0)
+        return fit(net, task, settings, Run(tmp_path, "run", "cell", validate, lambda m: None))
+
+    torch.manual_seed(0)
+    net = build_iresnet(cfg["archs"]["tiny"], 0.9)
+    if kill_after:
+        with pytest.raises(Interrupt):
+            run(net)
+        snapshots.pop()  # the interrupted epoch's validation never happened
+        torch.manual_seed(1)
+        net = build_iresnet(cfg["archs"]["tiny"], 0.9)  # a new process: fresh weights
+    history = run(net)
+    assert history.val_psnr == scores[:5] and history.best_epoch == 2
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(value, snapshots[1][key], rtol=0, atol=0)
+    assert any((snapshots[4][k] != v).any() for k, v in snapshots[1].items())
+
+
 def test_non_finite_loss_names_cell_and_step(tmp_path: Path) -> None:
     cfg = _config(epochs=1)
     settings = config.train_settings(cfg, ImageCell.of(CELL))

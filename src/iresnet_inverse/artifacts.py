@@ -188,6 +188,24 @@ def _keys(values: Mapping[str, object]) -> str:
     return "/".join(f"{k}~{format_value(v)}" for k, v in values.items())
 
 
+def combine_datasets(parts: list[xr.Dataset]) -> xr.Dataset:
+    """Per-cell datasets (cell keys as length-1 dimensions) as one cube, outer join."""
+    # Fixed-width strings would be cut to the first file's width when concatenated.
+    parts = [
+        part.assign_coords(
+            {
+                k: part[k].astype(object)
+                for k in ALL_KEYS
+                if k in part.coords and part[k].dtype.kind == "U"
+            }
+        )
+        for part in parts
+    ]
+    return xr.combine_by_coords(
+        parts, join="outer", compat="no_conflicts", combine_attrs="drop_conflicts"
+    )
+
+
 def combine_cells(paths: list[str | Path], *more: list[str | Path]) -> xr.Dataset:
     """One dataset from per-cell files: their length-1 cell coordinates become the study cube's
     dimensions (outer join, so a sparse grid leaves NaN where no cell was run). Each input's
@@ -198,12 +216,8 @@ def combine_cells(paths: list[str | Path], *more: list[str | Path]) -> xr.Datase
         configs[str(path)] = json.loads(part.attrs.get("config_json", "{}"))
         for key in ("config_json", "history", "created", "snakemake_rule", "title"):
             part.attrs.pop(key, None)
-        # Fixed-width strings would be cut to the first file's width when concatenated.
-        text = [k for k in ALL_KEYS if k in part.coords and part[k].dtype.kind == "U"]
-        parts.append(part.assign_coords({k: part[k].astype(object) for k in text}))
-    combined = xr.combine_by_coords(
-        parts, join="outer", compat="no_conflicts", combine_attrs="drop_conflicts"
-    )
+        parts.append(part)
+    combined = combine_datasets(parts)
     if more:
         # Further groups (e.g. per-reference data beside per-cell results) are combined each
         # on its own, then merged.

@@ -157,6 +157,14 @@ def cmd_verify_archive(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     )
 
 
+def cmd_training_curves(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.artifacts import write_dataset
+    from iresnet_inverse.tables import training_curves
+
+    title = "validation PSNR and training time per epoch of every trained network"
+    write_dataset(training_curves(args.histories), args.out, title=title, rule=args.rule)
+
+
 def cmd_figure(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.plots import ANALYSIS_FIGURES, DATASET_FIGURES, FIGURES
 
@@ -397,6 +405,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reconstruction", help="reconstruction.nc, for test PSNR/SSIM columns")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_methods_table)
+
+    p = sub.add_parser("training-curves", parents=[common], help="learning curves of all cells")
+    p.add_argument("histories", nargs="+", help="history.nc of every cell")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_training_curves)
 
     p = sub.add_parser(
         "describe", parents=[common], help="print the config's architectures and sizes"

@@ -39,6 +39,7 @@ ANALYSIS_FIGURES = (
     "manual_clusters",
     "clusters_vs_lipschitz",
 )
+TRAINING_FIGURES = ("learning_curves",)
 TOY_FIGURES = ("toy_grid", "toy_mse_vs_noise", "toy_noise_ablation", "toy_estimators")
 
 

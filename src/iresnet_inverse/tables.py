@@ -1,15 +1,53 @@
 """Table 1 of the study: per method and cell, trainable parameters, training time, epochs and
-batch size (from each cell's ``history.nc``), with the mean test PSNR/SSIM beside them."""
+batch size (from each cell's ``history.nc``), with the mean test PSNR/SSIM beside them; and the
+learning curves of every cell, with how much each gained at the end."""
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import xarray as xr
 from pandas.api.types import is_string_dtype
 
 from iresnet_inverse.archs import label
-from iresnet_inverse.artifacts import read_dataset
+from iresnet_inverse.artifacts import combine_datasets, read_dataset
 from iresnet_inverse.cells import ImageCell
+
+PLATEAU_DB = 0.1  # a curve has plateaued when its last fifth gains less than this
+
+
+def last_fifth_gain(val_psnr: Sequence[float]) -> float:
+    """How much the best validation PSNR rose in the last fifth of the epochs (at least one):
+    max over all epochs less max over the others; 0 for one epoch. The study calls a curve
+    plateaued when this is below ``PLATEAU_DB``."""
+    values = np.asarray(val_psnr, dtype=float)
+    values = values[np.isfinite(values)]
+    head = len(values) - max(1, math.ceil(0.2 * len(values)))
+    return float(values.max() - values[:head].max()) if head > 0 else 0.0
+
+
+def training_curves(history_paths: Sequence[str | Path]) -> xr.Dataset:
+    """Validation PSNR and elapsed training time per epoch of every trained network (TV, which
+    only searches its weight, has none), as one cube over the cell keys and ``epoch``."""
+    parts = []
+    for path in history_paths:
+        history = read_dataset(path)
+        if "val_psnr" not in history or "epoch" not in history.dims:
+            continue
+        elapsed = history["epoch_seconds"].cumsum("epoch")
+        parts.append(
+            xr.Dataset(
+                {
+                    "val_psnr": history["val_psnr"],
+                    "elapsed": elapsed.assign_attrs(long_name="training time", units="s"),
+                }
+            )
+        )
+    if not parts:
+        raise ValueError("no history with validation PSNR per epoch among the inputs")
+    return combine_datasets(parts)
 
 
 def methods_table(
@@ -25,6 +63,9 @@ def methods_table(
         row["epochs"] = int(ds["epochs"].item())
         row["batch_size"] = int(ds["batch_size"].item())
         row["training_seconds"] = round(float(ds["wall_time"].item()), 3)
+        if "val_psnr" in ds and "epoch" in ds.dims:
+            row["best_epoch"] = int(ds["best_epoch"].item()) if "best_epoch" in ds else 0
+            row["val_gain_last_fifth"] = round(last_fifth_gain(ds["val_psnr"].values.ravel()), 4)
         rows.append(row)
     table = pd.DataFrame(rows)
     if reconstruction_path is None or table.empty:

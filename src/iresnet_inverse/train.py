@@ -59,6 +59,7 @@ class History:
     epoch_seconds: list[float] = field(default_factory=list)
     lipschitz_estimate: list[list[float]] = field(default_factory=list)
     resumed_at_epochs: list[int] = field(default_factory=list)
+    best_epoch: int = 0  # with early stopping: the epoch whose weights were kept (1-based)
 
 
 def _lr_lambda(schedule: str, total_steps: int) -> Callable[[int], float]:
@@ -102,6 +103,7 @@ class TrainSettings:
     """The resolved ``train`` settings of one job (schema ``$defs/train``), typed once."""
 
     epochs: int
+    patience: int | None
     batch_size: int
     learning_rate: float
     lr_schedule: str
@@ -161,6 +163,7 @@ class _State:
     history: History = field(default_factory=History)
     epoch: int = 0
     elapsed: float = 0.0
+    best: dict[str, torch.Tensor] | None = None  # early stopping: weights of the best epoch
 
 
 def dihedral(images: torch.Tensor, symmetry: torch.Tensor) -> torch.Tensor:
@@ -205,6 +208,7 @@ def _start(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) 
     state.rng.set_state(saved["generator"])
     state.history = History(**json.loads(saved["history"]))
     state.epoch, state.elapsed = int(saved["epoch"]), float(saved["elapsed"])
+    state.best = saved.get("best_model")
     state.history.resumed_at_epochs.append(state.epoch)
     run.log(f"{run.label}: resuming from epoch {state.epoch} of {settings.epochs} ({path})")
     return state
@@ -221,6 +225,7 @@ def _save(net: torch.nn.Module, state: _State, run: Run) -> None:
             "history": json.dumps(state.history.__dict__),
             "epoch": state.epoch,
             "elapsed": state.elapsed,
+            **({"best_model": state.best} if state.best is not None else {}),
         },
         run.out_dir / RESUME_FILE,
     )
@@ -281,11 +286,18 @@ def _train_epoch(
         progress.update(1)
 
 
-def _end_epoch(net: torch.nn.Module, state: _State, run: Run, started: float) -> None:
-    """Validate, record the uncapped any-size Lipschitz bound (iResNets: it exceeds L_i if the
-    size ratios went stale during the epoch), refresh them, and checkpoint."""
+def _end_epoch(
+    net: torch.nn.Module, state: _State, settings: TrainSettings, run: Run, started: float
+) -> None:
+    """Validate (with early stopping, keep the weights of the best epoch), record the uncapped
+    any-size Lipschitz bound (iResNets: it exceeds L_i if the size ratios went stale during the
+    epoch), refresh them, and checkpoint."""
     net.eval()
-    state.history.val_psnr.append(run.validate(net))
+    scores = state.history.val_psnr
+    scores.append(run.validate(net))
+    if settings.patience is not None and scores[-1] >= max(scores):
+        state.best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        state.history.best_epoch = len(scores)
     net.train()
     if isinstance(net, IResNet):
         state.history.lipschitz_estimate.append(net.lipschitz_certificate())
@@ -313,15 +325,28 @@ def fit(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) -> 
     net.train()
     if isinstance(net, IResNet) and state.epoch == 0:
         net.refresh_norms()  # the projection holds at every size
-    while state.epoch < settings.epochs:
+    history = state.history
+    while state.epoch < settings.epochs and not _stalled(history, settings.patience):
         started = time.perf_counter()
         _train_epoch(net, task, settings, state, run, progress)
-        _end_epoch(net, state, run, started)
-        history = state.history
+        _end_epoch(net, state, settings, run, started)
         progress.set_postfix(loss=f"{history.loss[-1]:.4g}", val_psnr=f"{history.val_psnr[-1]:.2f}")
     progress.close()
+    if state.best is not None:
+        net.load_state_dict(state.best)
+        if state.epoch < settings.epochs:
+            run.log(
+                f"{run.label}: stopped after epoch {state.epoch} of {settings.epochs}: no "
+                f"validation gain in {settings.patience} epochs; keeping epoch "
+                f"{history.best_epoch} ({max(history.val_psnr):.2f} dB)"
+            )
     net.eval()
-    return state.history
+    return history
+
+
+def _stalled(history: History, patience: int | None) -> bool:
+    """Early stopping: the best validation PSNR is ``patience`` or more epochs old."""
+    return patience is not None and len(history.val_psnr) - history.best_epoch >= patience
 
 
 def history_dataset(
@@ -355,6 +380,9 @@ def history_dataset(
             ),
             "parameters": variable((), count_parameters(net), "trainable parameters"),
             "epochs": variable((), len(history.val_psnr), "training epochs"),
+            "best_epoch": variable(
+                (), history.best_epoch, "epoch whose weights were kept (0: the last)"
+            ),
             "batch_size": variable((), batch_size, "batch size"),
         },
         coords={

@@ -14,6 +14,7 @@ from iresnet_inverse.registry import (
     PROBES,
     RECONSTRUCTION_FIGURES,
     TOY_FIGURES,
+    TRAINING_FIGURES,
     toy_figures,
 )
 
@@ -29,6 +30,8 @@ except Exception:
 study_config.check(config)  # what the schema cannot express, before any job
 
 CELLS = study_config.cells(config)
+# Cells trained by gradient steps (TV only searches its weight): they have learning curves.
+TRAINED_CELLS = [c for c in CELLS if study_config.architecture(config, c.arch)["kind"] != "tv"]
 NOISE_LEVELS = study_config.noise_levels(config)  # operator -> sorted deltas
 OPERATOR_NAMES = sorted(NOISE_LEVELS)
 RESULTS = "results"
@@ -77,6 +80,12 @@ def all_targets():
         *expand(f"{RESULTS}/figures/operators.{{ext}}", ext=["png", "pdf"]),
         f"{RESULTS}/datasets/reconstruction.nc",
         f"{RESULTS}/datasets/methods.csv",
+        *(
+            [f"{RESULTS}/datasets/training.nc"]
+            + [f"{RESULTS}/figures/{n}.{ext}" for n in TRAINING_FIGURES for ext in ("png", "pdf")]
+            if TRAINED_CELLS
+            else []
+        ),
         *[
             f"{RESULTS}/figures/{name}.{ext}"
             for name in reconstruction_figures()

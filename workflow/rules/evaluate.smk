@@ -53,3 +53,16 @@ rule methods_table:
         "iresnet-inverse methods-table {input.histories:q} "
         "--reconstruction {input.reconstruction:q} --out {output:q} "
         "--rule methods_table 2>&1 | tee {log:q}"
+
+
+rule combine_training:
+    input:
+        [f"{RESULTS}/train/{c.dir}/history.nc" for c in TRAINED_CELLS],
+    output:
+        f"{RESULTS}/datasets/training.nc",
+    log:
+        f"{RESULTS}/logs/combine_training.log",
+    localrule: True
+    shell:
+        "iresnet-inverse training-curves {input:q} --out {output:q} "
+        "--rule combine_training 2>&1 | tee {log:q}"

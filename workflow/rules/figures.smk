@@ -94,3 +94,27 @@ rule figure_analysis:
         "iresnet-inverse figure {wildcards.analysis_figure} {input:q} "
         "--out-stem {params.stem:q} --config-json {params.cfg:q} "
         "--rule figure_analysis 2>&1 | tee {log:q}"
+
+
+rule figure_training:
+    input:
+        rules.combine_training.output,
+    output:
+        report(
+            f"{RESULTS}/figures/{{training_figure}}.png",
+            caption="../report/learning_curves.rst",
+            category="Reconstruction study",
+        ),
+        f"{RESULTS}/figures/{{training_figure}}.pdf",
+    log:
+        f"{RESULTS}/logs/figures/{{training_figure}}.log",
+    wildcard_constraints:
+        training_figure="|".join(TRAINING_FIGURES),
+    localrule: True
+    params:
+        cfg=config_json("figures"),
+        stem=lambda wc, output: os.path.splitext(output[0])[0],
+    shell:
+        "iresnet-inverse figure {wildcards.training_figure} {input:q} "
+        "--out-stem {params.stem:q} --config-json {params.cfg:q} "
+        "--rule figure_training 2>&1 | tee {log:q}"

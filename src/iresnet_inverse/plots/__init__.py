@@ -15,6 +15,7 @@ from iresnet_inverse.plots.toy import (
     plot_toy_mse_vs_noise,
     plot_toy_noise_ablation,
 )
+from iresnet_inverse.plots.training import plot_learning_curves
 from iresnet_inverse.registry import RECONSTRUCTION_FIGURES
 
 # Figures drawn from one study dataset: name -> function(dataset path, stem, dpi).
@@ -28,6 +29,7 @@ DATASET_FIGURES = {
     "inversion_error": plot_inversion_error,
     "forward_approximation": plot_forward_approximation,
     "learned_operator": plot_learned_operator,
+    "learning_curves": plot_learning_curves,
 }
 FIGURES = {"operators": plot_operators, **DATASET_FIGURES, **ANALYSIS_FIGURES}
 
