@@ -42,8 +42,8 @@ def _curves(ds: xr.Dataset) -> list[tuple[dict[str, object], np.ndarray, np.ndar
 def draw_learning_curves(ds: xr.Dataset) -> plt.Figure:
     """One row per (operator, delta): validation PSNR against epoch (left) and against training
     time (right). Baselines thin, in their method's colour; iResNets thick, in their L's
-    colour, one line style per objective. A hollow end marker: the curve gained at least 0.1 dB in its last
-    fifth of epochs (not plateaued)."""
+    colour, one line style per objective. A hollow end marker: the curve gained at least
+    0.1 dB in its last fifth of epochs (not plateaued)."""
     curves = _curves(ds)
     problems = sorted({(str(c["operator"]), float(c["noise_level"])) for c, _, _ in curves})
     fig, axes = panels(len(problems), 2, width=4.2, height=2.8)
