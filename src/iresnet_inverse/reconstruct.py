@@ -146,7 +146,8 @@ def evaluate_cell(
 ) -> xr.Dataset:
     """Per test image: reconstruction quality, inversion error, forward approximation, solver
     statistics and the data's own quality; plus reconstructions of the named images. For
-    baselines, which learn no forward operator, the iResNet-only variables are NaN."""
+    baselines, which learn no forward operator, the iResNet-only variables are NaN. (Kept whole:
+    most of its lines are the table of variables it writes, one per line.)"""
     device = next(iter(net.state_dict().values())).device
     objective = cell["objective"]
     target = FORWARD_TARGETS["normal" if objective == "divergence" else "forward"]

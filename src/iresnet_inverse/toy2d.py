@@ -22,7 +22,7 @@ from iresnet_inverse.jobs import Job
 from iresnet_inverse.nets.iresnet import IResNet, build_iresnet
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
-from iresnet_inverse.train import Run, Task, TrainSettings, fingerprint, fit
+from iresnet_inverse.train import Run, Task, TrainSettings, end_run, fingerprint, fit
 
 
 def toy_operator(prior: str, eps: float) -> torch.nn.Module:
@@ -149,5 +149,5 @@ def train_toy_cell(
     )
     if prior.dim == 2:
         ds = ds.merge(_grid_dataset(net, cell.prior, solver))
-    (out_dir / "resume.pt").unlink(missing_ok=True)
+    end_run(out_dir)
     return ds

@@ -433,6 +433,11 @@ def finish(
         title=f"training history of {record['cell'].dir}",
         **record,
     )
+    end_run(out_dir)
+
+
+def end_run(out_dir: Path) -> None:
+    """A run's outputs are written: its resume checkpoint goes (image and toy cells alike)."""
     (out_dir / RESUME_FILE).unlink(missing_ok=True)
 
 
