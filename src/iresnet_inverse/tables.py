@@ -68,6 +68,8 @@ def methods_table(
             row["val_gain_last_fifth"] = round(last_fifth_gain(ds["val_psnr"].values.ravel()), 4)
         rows.append(row)
     table = pd.DataFrame(rows)
+    if "best_epoch" in table:  # whole numbers, blank for TV (no epochs)
+        table["best_epoch"] = table["best_epoch"].astype("Int64")
     if reconstruction_path is None or table.empty:
         return table
     study = read_dataset(reconstruction_path)
