@@ -6,6 +6,7 @@ the adjoint fixed point, solved by the same solver (J_f^T is a contraction when 
 z and the parameters are saved, so memory does not depend on the number of iterations.
 """
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,7 +30,10 @@ class _ImplicitFixedPoint(torch.autograd.Function):
         *params: torch.Tensor,
     ) -> torch.Tensor:
         result = solve(lambda x: z + fn(x, params), x0, config)
-        info["forward"] = result
+        # The statistics keep a detached x: the output itself (whose grad_fn holds ctx, which
+        # holds info) would close a cycle through the autograd graph that Python's garbage
+        # collector cannot see, and every training step's graph would stay in memory.
+        info["forward"] = dataclasses.replace(result, x=result.x.detach())
         ctx.fn, ctx.config, ctx.info = fn, config, info
         ctx.save_for_backward(result.x, *params)
         return result.x
