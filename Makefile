@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: demo test lint format clean
+.PHONY: demo study test lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,14 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) --configfile config/config.yaml
+
+# A study config in its own directory: `make study` (config/study.yaml in studies/study/),
+# `make study STUDY=scaling` (config/scaling.yaml in studies/scaling/), ...
+STUDY ?= study
+study: $(STAMP)
+	mkdir -p studies/$(STUDY)
+	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) \
+		--snakefile Snakefile --directory studies/$(STUDY) --configfile config/$(STUDY).yaml
 
 test: lint
 	$(BIN)/python -m pytest -q
@@ -33,4 +41,4 @@ format: $(STAMP)
 	$(BIN)/snakefmt Snakefile workflow/rules
 
 clean:
-	rm -rf results .snakemake
+	rm -rf results .snakemake studies

@@ -171,7 +171,7 @@ def test_schema_enums_and_tables_agree_with_the_registry() -> None:
     from iresnet_inverse.analysis.probes import PROBES
     from iresnet_inverse.data.priors import get_prior
     from iresnet_inverse.operators import OPERATORS
-    from iresnet_inverse.plots import ANALYSIS_FIGURES, DATASET_FIGURES
+    from iresnet_inverse.plots import ANALYSIS_FIGURES, DATASET_FIGURES, PAIR_FIGURES
 
     schema = config._schema()
     props = schema["properties"]
@@ -191,7 +191,8 @@ def test_schema_enums_and_tables_agree_with_the_registry() -> None:
     assert tuple(PROBES) == registry.PROBES
     assert tuple(ANALYSIS_FIGURES) == registry.ANALYSIS_FIGURES
     figures = {*registry.RECONSTRUCTION_FIGURES, *registry.TOY_FIGURES, *registry.TRAINING_FIGURES}
-    assert set(DATASET_FIGURES) == figures
+    assert set(DATASET_FIGURES) == figures | set(registry.SEARCH_FIGURES)
+    assert set(PAIR_FIGURES) == {*registry.ANALYSIS_FIGURES, *registry.SCALING_FIGURES}
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import yaml
 from tests.conftest import ROOT, run_snakemake
 
 pytestmark = pytest.mark.workflow
-GPU_RULES = {"train", "evaluate", "probe"}
+GPU_RULES = {"train", "search_trial", "evaluate", "evaluate_snapshots", "probe"}
 
 
 def test_slurm_profile_requests_gpus_for_training_jobs_only(tmp_path: Path) -> None:

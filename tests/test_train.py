@@ -156,8 +156,9 @@ def test_a_corrupt_resume_checkpoint_is_discarded_not_fatal(
     tmp_path.mkdir(exist_ok=True)
     (tmp_path / "resume.pt").write_bytes(b"half a checkpoint")
     result = _run(_train_command(cfg, data, tmp_path))
-    assert "resume.pt: not a loadable checkpoint" in result.stderr
+    assert "resume.pt is not a loadable checkpoint" in result.stderr
     assert "discarding it and starting afresh" in result.stderr
+    assert "weights_only" not in result.stderr and "delete it" not in result.stderr
     assert (tmp_path / "model.pt").exists() and not (tmp_path / "resume.pt").exists()
 
 
@@ -270,6 +271,12 @@ def test_diverged_training_stops_in_one_line_and_writes_no_model(
     assert "training diverged: final validation PSNR" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "model.pt").exists()
+    # The same run as a search trial is a failed trial: recorded, not an error of the workflow.
+    trial = subprocess.run([*_train_command(cfg, data, tmp_path), "--trial"], capture_output=True)
+    assert trial.returncode == 0, trial.stderr[-2000:]
+    history = read_dataset(tmp_path / "history.nc")
+    assert np.isnan(history["val_psnr"]).all() and "diverged" in history.attrs["failure"]
+    assert not (tmp_path / "resume.pt").exists()
     x = np.random.default_rng(0).random((4, 8, 8))
     constant = float(np.mean(psnr(x, np.full_like(x, x.mean()))))
     check_not_diverged(constant - 2.9, x, "cell")  # a poor net, not a diverged one
@@ -400,3 +407,51 @@ def test_the_operators_commute_with_the_augmentation(operator: str) -> None:
     with torch.no_grad():
         np.testing.assert_allclose(dihedral(op(x), g), op(dihedral(x, g)), rtol=0, atol=1e-12)
         assert float((op(dihedral(x, g)) - op(x)).abs().max()) > 0.1  # the symmetries act
+
+
+def test_a_snapshot_is_the_net_a_run_of_that_length_trains(
+    tmp_path: Path, data: tuple[Path, Path]
+) -> None:
+    """At a constant rate, the net kept after epoch 2 of a 4-epoch run is bit for bit the net a
+    2-epoch run trains (the budget study's premise), and its budget curve evaluates each
+    snapshot as evaluation does the final model."""
+    from iresnet_inverse.models import snapshot_file
+    from iresnet_inverse.reconstruct import evaluate_snapshots
+
+    runs = {}
+    for epochs, snapshots in ((4, [2, 4]), (2, [])):
+        cfg = _config(epochs=epochs)
+        cfg["train"].update(lr_schedule="constant", snapshots=snapshots)
+        runs[epochs] = (cfg, tmp_path / f"e{epochs}")
+        _run(_train_command(cfg, data, runs[epochs][1]))
+    long_dir, short_dir = runs[4][1], runs[2][1]
+    snapshot = torch.load(snapshot_file(long_dir, 2), weights_only=True)["model"]
+    short = torch.load(short_dir / "model.pt", weights_only=True)["model"]
+    assert snapshot.keys() == short.keys()
+    for key, value in short.items():
+        torch.testing.assert_close(snapshot[key], value, rtol=0, atol=0)
+    final = torch.load(long_dir / "model.pt", weights_only=True)["model"]
+    assert any((final[k] != v).any() for k, v in short.items())  # epochs 3-4 changed it
+
+    curve = evaluate_snapshots(long_dir, *data, _job(runs[4][0]))
+    assert list(curve["snapshot_epoch"].values) == [2, 4]
+    assert list(curve["samples"].values) == [192, 384]  # epochs x 96 training patches
+    for epoch, model_dir in ((2, short_dir), (4, long_dir)):
+        whole = evaluate_model_file(model_dir / "model.pt", *data, _job(runs[4][0]))
+        got = float(curve["psnr"].sel(samples=96 * epoch))
+        assert got == pytest.approx(float(whole["psnr"].mean()), abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        ({"snapshots": [2], "lr_schedule": "cosine"}, "needs lr_schedule constant"),
+        ({"snapshots": [2], "lr_schedule": "constant", "patience": 2}, "needs patience null"),
+        ({"snapshots": [5], "lr_schedule": "constant"}, "beyond epochs"),
+    ],
+)
+def test_snapshots_that_would_not_be_budget_runs_are_refused(train: dict, message: str) -> None:
+    cfg = _config(epochs=4)
+    cfg["train"].update(train)
+    with pytest.raises(config.ConfigError, match=f"train.snapshots .*{message}"):
+        config.check(config.validate(cfg))

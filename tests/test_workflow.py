@@ -75,6 +75,27 @@ def test_baselines_share_the_study_dataset_and_table(finished_run: Path) -> None
     assert 1e-3 <= alpha.item() <= 0.1
 
 
+def test_search_trains_with_the_best_trial_and_budget_curves_are_tabled(
+    finished_run: Path,
+) -> None:
+    results = finished_run / "results"
+    search = read_dataset(results / "datasets" / "search.nc")
+    assert sorted(search["arch"].values) == ["iresnet_ci", "unet_demo"]
+    assert search.sizes["trial"] == 2 and np.isfinite(search["val_psnr"]).all()
+    best = search.sel(arch="unet_demo", trial=int(search["best_trial"].sel(arch="unet_demo")))
+    unet = "operator~blur/noise_level~0.05/lipschitz~inf/objective~supervised/arch~unet_demo/seed~0"
+    history = read_dataset(results / "train" / unet / "history.nc")
+    assert history["batch_size"].values.item() == int(best["batch_size"])
+    first_rate = float(history["learning_rate"].values.ravel()[0])  # constant schedule
+    assert first_rate == pytest.approx(float(best["learning_rate"]))
+    table = pd.read_csv(results / "datasets" / "scaling.csv")
+    assert len(table) == 5  # two iResNet cells and three learned baselines keep snapshots
+    assert (table["samples_max"] == 2 * table["samples_min"]).all()
+    assert np.isfinite(table["tv_psnr"]).all() and np.isfinite(table["db_per_doubling"]).all()
+    for name in ("budget_scaling", "search"):
+        assert (results / "figures" / f"{name}.png").stat().st_size > 1000
+
+
 def test_probes_of_every_reconstruction_trained_iresnet(finished_run: Path) -> None:
     datasets = finished_run / "results" / "datasets"
     directional = read_dataset(datasets / "directional.nc")

@@ -59,31 +59,66 @@ def _job(args: argparse.Namespace) -> Job:
 
 
 def cmd_train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.train import train_image_cell
+    from iresnet_inverse.search import tuned
+    from iresnet_inverse.train import TrainingError, record_failed_trial, train_image_cell
 
-    train_image_cell(
-        _job(args), args.images, args.observations, args.out_dir, args.warm_start, args.rule
-    )
+    job = tuned(_job(args), args.search) if args.search else _job(args)
+    try:
+        train_image_cell(
+            job, args.images, args.observations, args.out_dir, args.warm_start, args.rule
+        )
+    except TrainingError as err:
+        if not args.trial:
+            raise
+        record_failed_trial(job, err, args.out_dir, args.rule)
+
+
+def _write_job_dataset(args: argparse.Namespace, job: Any, ds: Any, title: str) -> None:
+    """A cell job's output dataset, with the job as its provenance."""
+    from iresnet_inverse.artifacts import write_dataset
+
+    write_dataset(ds, args.out, title=title, config=job.as_dict(), rule=args.rule, cell=job.cell)
 
 
 def cmd_evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.artifacts import write_dataset
     from iresnet_inverse.reconstruct import evaluate_model_file
 
     job = _job(args)
     ds = evaluate_model_file(args.model, args.images, args.observations, job)
-    title = f"evaluation of {job.cell.dir}"
-    write_dataset(ds, args.out, title=title, config=job.as_dict(), rule=args.rule, cell=job.cell)
+    _write_job_dataset(args, job, ds, f"evaluation of {job.cell.dir}")
+
+
+def cmd_evaluate_snapshots(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.reconstruct import evaluate_snapshots
+
+    job = _job(args)
+    ds = evaluate_snapshots(args.train_dir, args.images, args.observations, job)
+    _write_job_dataset(args, job, ds, f"budget curve of {job.cell.dir}")
+
+
+def cmd_search_table(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.artifacts import write_dataset
+    from iresnet_inverse.search import search_dataset
+
+    title = "random search of learning rate and batch size on the validation split"
+    write_dataset(search_dataset(args.histories), args.out, title=title, rule=args.rule)
+
+
+def cmd_scaling_table(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from pathlib import Path
+
+    from iresnet_inverse.scaling import scaling_table
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    scaling_table(args.scaling, args.reconstruction).to_csv(args.out, index=False)
 
 
 def cmd_probe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.analysis.probes import probe_model_file
-    from iresnet_inverse.artifacts import write_dataset
 
     job = _job(args)
     ds = probe_model_file(args.probe, args.model, args.images, job)
-    title = f"{args.probe} probe of {job.cell.dir}"
-    write_dataset(ds, args.out, title=title, config=job.as_dict(), rule=args.rule, cell=job.cell)
+    _write_job_dataset(args, job, ds, f"{args.probe} probe of {job.cell.dir}")
 
 
 def cmd_combine(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
@@ -166,7 +201,7 @@ def cmd_training_curves(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def cmd_figure(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.plots import ANALYSIS_FIGURES, DATASET_FIGURES, FIGURES
+    from iresnet_inverse.plots import DATASET_FIGURES, FIGURES, PAIR_FIGURES
 
     figures = cfg.get("figures", {})
     dpi = figures.get("dpi", 150)
@@ -180,8 +215,8 @@ def cmd_figure(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
         )
     elif args.name in DATASET_FIGURES:
         DATASET_FIGURES[args.name](args.inputs[0], args.out_stem, dpi=dpi)
-    elif args.name in ANALYSIS_FIGURES:
-        ANALYSIS_FIGURES[args.name](*args.inputs[:2], args.out_stem, dpi=dpi)
+    elif args.name in PAIR_FIGURES:
+        PAIR_FIGURES[args.name](*args.inputs[:2], args.out_stem, dpi=dpi)
     elif args.name.startswith("examples_"):
         from iresnet_inverse.plots.methods import plot_examples
 
@@ -348,6 +383,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--observations", required=True, help="observations.nc (validation data)")
     p.add_argument("--out-dir", required=True, help="writes model.pt and history.nc here")
     p.add_argument("--warm-start", help="model.pt of another cell to start from")
+    p.add_argument("--search", help="search.nc: train with the best trial's hyperparameters")
+    p.add_argument(
+        "--trial", action="store_true", help="a search trial: a diverged run is a failed trial"
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", parents=[job], help="evaluate a trained cell on the test split")
@@ -356,6 +395,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--observations", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "evaluate-snapshots", parents=[job], help="test PSNR of a cell's train.snapshots"
+    )
+    p.add_argument("--train-dir", required=True, help="the cell's training directory")
+    p.add_argument("--images", required=True)
+    p.add_argument("--observations", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_evaluate_snapshots)
+
+    p = sub.add_parser("search-table", parents=[common], help="the search trials, best per arch")
+    p.add_argument("histories", nargs="+", help="history.nc of every trial")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_search_table)
+
+    p = sub.add_parser("scaling-table", parents=[common], help="dB per doubling of the budget")
+    p.add_argument("scaling", help="scaling.nc (the combined budget curves)")
+    p.add_argument("--reconstruction", required=True, help="reconstruction.nc (for TV)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_scaling_table)
 
     p = sub.add_parser(
         "probe", parents=[job], help="what a trained cell learned, on the named images"

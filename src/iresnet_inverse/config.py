@@ -98,6 +98,7 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"config field archs.{arch}: alpha_min must be below alpha_max")
     names = {c.path_values for c in grid_cells}
     for cell in grid_cells:
+        _check_snapshots(train_settings(config, cell), cell)
         source = train_settings(config, cell)["warm_start_from"]
         if source and source != cell.objective:
             sibling = ImageCell.of({**cell, "objective": source})
@@ -106,10 +107,30 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
                     f"config field train.warm_start_from: {cell.dir} starts from {sibling.dir}, "
                     "which is not in the grid"
                 )
+    search_cells(config)  # a searched arch without a cell at the searched operator and delta
     toy = config["toy2d"]
     if toy["grid"] and architecture(config, toy["arch"])["kind"] != "dense":
         raise ConfigError(f"config field toy2d.arch: {toy['arch']!r} is not a dense architecture")
     return config
+
+
+def _check_snapshots(settings: Mapping[str, Any], cell: ImageCell) -> None:
+    """Snapshots are budget-trained nets only at a constant rate without early stopping (a
+    cosine rate depends on the run's length; patience may stop before a snapshot)."""
+    snapshots = settings["snapshots"]
+    if not snapshots:
+        return
+    problem = (
+        "needs lr_schedule constant"
+        if settings["lr_schedule"] != "constant"
+        else "needs patience null"
+        if settings["patience"] is not None
+        else f"lists epochs beyond epochs ({settings['epochs']})"
+        if max(snapshots) > settings["epochs"]
+        else None
+    )
+    if problem:
+        raise ConfigError(f"config field train.snapshots of {cell.dir}: {problem}")
 
 
 def architecture(config: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -200,6 +221,29 @@ def analysis_cells(config: Mapping[str, Any]) -> list[ImageCell]:
         for c in cells(config)
         if c["objective"] == "reconstruction" and is_invertible(architecture(config, c["arch"]))
     ]
+
+
+def search_cells(config: Mapping[str, Any]) -> list[ImageCell]:
+    """The cell searched per architecture (``search``): its first grid cell at the search's
+    operator and noise level; none without trials."""
+    search = config["search"]
+    if not search["trials"]:
+        return []
+    grid = cells(config)
+    operator = search["operator"] or grid[0].operator
+    delta = grid[0].noise_level if search["noise_level"] is None else search["noise_level"]
+    trained = [c.arch for c in grid if architecture(config, c.arch)["kind"] != "tv"]
+    archs = search["archs"] if search["archs"] is not None else list(dict.fromkeys(trained))
+    chosen = []
+    for arch in archs:
+        match = [c for c in grid if (c.operator, c.noise_level, c.arch) == (operator, delta, arch)]
+        if not match or arch not in trained:
+            raise ConfigError(
+                f"config field search: no trained cell of arch {arch!r} at operator {operator}, "
+                f"noise level {delta:g} in the grid"
+            )
+        chosen.append(match[0])
+    return chosen
 
 
 def toy_cells(config: Mapping[str, Any]) -> list[ToyCell]:

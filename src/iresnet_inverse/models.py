@@ -27,6 +27,11 @@ from iresnet_inverse.tv import TotalVariation
 MODEL_FILE = "model.pt"
 
 
+def snapshot_file(train_dir: str | Path, epoch: int) -> Path:
+    """Where a cell's net after ``epoch`` epochs is kept (``train.snapshots``)."""
+    return Path(train_dir) / "snapshots" / f"epoch~{epoch}.pt"
+
+
 @dataclass(frozen=True)
 class ModelMeta:
     """What a model needs besides its weights: its cell, the Lipschitz parameter, the training

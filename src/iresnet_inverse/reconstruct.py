@@ -13,7 +13,7 @@ from iresnet_inverse.analysis.metrics import mse, psnr, ssim
 from iresnet_inverse.artifacts import read_dataset, variable
 from iresnet_inverse.data.observations import paired_split
 from iresnet_inverse.jobs import Job
-from iresnet_inverse.models import load_trained_cell
+from iresnet_inverse.models import load_trained_cell, snapshot_file
 from iresnet_inverse.nets.iresnet import InverseResult, IResNet
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.runtime import resolve_device
@@ -237,3 +237,32 @@ def evaluate_model_file(
             flush=True,
         )
     return ds
+
+
+def evaluate_snapshots(
+    train_dir: str | Path, images_path: str | Path, observations_path: str | Path, job: Job
+) -> xr.Dataset:
+    """Mean test PSNR/SSIM of the job's snapshots, against samples seen (epochs times training
+    patches), with the noisy data's beside them."""
+    epochs = sorted(job.settings["snapshots"])
+    if not epochs:
+        raise ValueError(f"{job.cell.dir}: train.snapshots is empty: no budget curve to evaluate")
+    patches = len(paired_split(read_dataset(images_path), None, "train")[0])
+    rows = []
+    for epoch in epochs:
+        path = snapshot_file(train_dir, epoch)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no snapshot after epoch {epoch}; rerun the cell")
+        rows.append(evaluate_model_file(path, images_path, observations_path, job))
+    mean = [ds[["psnr", "ssim", "data_psnr", "data_ssim"]].mean("image") for ds in rows]
+    samples = np.array(epochs) * patches
+    return xr.Dataset(
+        {
+            "psnr": variable("samples", [float(m["psnr"]) for m in mean], "mean test PSNR", "dB"),
+            "ssim": variable("samples", [float(m["ssim"]) for m in mean], "mean test SSIM"),
+            "data_psnr": variable((), float(mean[0]["data_psnr"]), "PSNR of the noisy data", "dB"),
+            "data_ssim": variable((), float(mean[0]["data_ssim"]), "SSIM of the noisy data"),
+            "snapshot_epoch": variable("samples", np.array(epochs), "epochs trained"),
+        },
+        coords={"samples": ("samples", samples, {"long_name": "training samples seen"})},
+    )

@@ -40,6 +40,8 @@ ANALYSIS_FIGURES = (
     "clusters_vs_lipschitz",
 )
 TRAINING_FIGURES = ("learning_curves",)
+SCALING_FIGURES = ("budget_scaling",)
+SEARCH_FIGURES = ("search",)
 TOY_FIGURES = ("toy_grid", "toy_mse_vs_noise", "toy_noise_ablation", "toy_estimators")
 
 

@@ -32,6 +32,7 @@ from iresnet_inverse.models import (
     build_network,
     load_trained_cell,
     save_model,
+    snapshot_file,
 )
 from iresnet_inverse.nets.iresnet import IResNet, count_parameters
 from iresnet_inverse.nets.solvers import SolverConfig
@@ -104,6 +105,7 @@ class TrainSettings:
 
     epochs: int
     patience: int | None
+    snapshots: tuple[int, ...]
     batch_size: int
     learning_rate: float
     lr_schedule: str
@@ -123,6 +125,7 @@ class TrainSettings:
         """From a validated settings mapping (extra keys such as ``runtime`` are the
         scheduler's, not training's)."""
         values = {f.name: settings[f.name] for f in fields(cls) if f.name != "solver"}
+        values["snapshots"] = tuple(values["snapshots"])
         return cls(solver=SolverConfig(**settings["solver"]), **values)
 
 
@@ -149,6 +152,7 @@ class Run:
     label: str
     validate: Callable[[torch.nn.Module], float]
     log: Callable[[str], None]
+    snapshot: Callable[[torch.nn.Module, int], None] | None = None  # the net after an epoch
 
 
 @dataclass
@@ -195,8 +199,11 @@ def _start(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) 
         return state
     try:
         saved = load_checkpoint(path, task.x.device)
-    except ArtifactError as err:
-        run.log(f"{run.label}: {err}; discarding it and starting afresh")
+    except ArtifactError:
+        run.log(
+            f"{run.label}: {path} is not a loadable checkpoint (corrupt, truncated, or a pickle "
+            "that would run code, which is never loaded); discarding it and starting afresh"
+        )
         path.unlink()
         return state
     if saved.get("run_id") != run.run_id:
@@ -306,6 +313,8 @@ def _end_epoch(
     state.history.epoch_seconds.append(seconds)
     state.elapsed += seconds
     state.epoch += 1
+    if run.snapshot is not None and state.epoch in settings.snapshots:
+        run.snapshot(net, state.epoch)  # before the resume checkpoint: a resumed run has it
     _save(net, state, run)
 
 
@@ -552,8 +561,31 @@ def train_image_cell(
     with torch.no_grad():
         clean_train = operator(x_train)
     task = Task(cell.objective, operator, x_train, clean_train, cell.noise_level, cell.seed)
-    history = fit(net, task, TrainSettings.of(settings), Run(out_dir, run_id, label, validate, log))
+
+    def snapshot(model: torch.nn.Module, epoch: int) -> None:
+        certificate = model.lipschitz_certificate() if isinstance(model, IResNet) else []
+        kept = replace(meta, certificate=certificate)
+        save_model(model, spec, kept, snapshot_file(out_dir, epoch))
+
+    run = Run(out_dir, run_id, label, validate, log, snapshot)
+    history = fit(net, task, TrainSettings.of(settings), run)
     check_not_diverged(history.val_psnr[-1], x_val, label)
     steps_per_epoch = math.ceil(len(x_train) / settings["batch_size"])
     finish(net, history, spec, meta, out_dir, steps_per_epoch, settings["batch_size"], record)
     log(f"{label}: done, final validation PSNR {history.val_psnr[-1]:.2f} dB")
+
+
+def record_failed_trial(job: Job, error: Exception, out_dir: str | Path, rule: str) -> Path:
+    """A trial whose training diverged (a learning rate too large, say) is a result of the
+    search, not an error of the workflow: its history holds a NaN validation PSNR and the
+    reason."""
+    print(f"{job.cell.dir}: failed trial: {error}", flush=True)
+    history = xr.Dataset(
+        {"val_psnr": variable("epoch", [np.nan], "validation PSNR", "dB")},
+        attrs={"failure": str(error)},
+    )
+    path = Path(out_dir) / HISTORY_FILE
+    record = {"config": job.as_dict(), "rule": rule, "cell": job.cell}
+    write_dataset(history, path, title="failed search trial", **record)
+    end_run(Path(out_dir))
+    return path

@@ -9,10 +9,13 @@ from iresnet_inverse import config as study_config
 from iresnet_inverse.archive import default_name
 from iresnet_inverse.cells import ImageCell, Observations, ToyCell, ToyReference
 from iresnet_inverse.jobs import image_job, toy_job
+from iresnet_inverse.search import trial_job
 from iresnet_inverse.registry import (
     ANALYSIS_FIGURES,
     PROBES,
     RECONSTRUCTION_FIGURES,
+    SCALING_FIGURES,
+    SEARCH_FIGURES,
     TOY_FIGURES,
     TRAINING_FIGURES,
     toy_figures,
@@ -32,6 +35,8 @@ study_config.check(config)  # what the schema cannot express, before any job
 CELLS = study_config.cells(config)
 # Cells trained by gradient steps (TV only searches its weight): they have learning curves.
 TRAINED_CELLS = [c for c in CELLS if study_config.architecture(config, c.arch)["kind"] != "tv"]
+# Cells that keep snapshots (train.snapshots): their budget curves make the scaling study.
+SCALING_CELLS = [c for c in TRAINED_CELLS if study_config.train_settings(config, c)["snapshots"]]
 NOISE_LEVELS = study_config.noise_levels(config)  # operator -> sorted deltas
 OPERATOR_NAMES = sorted(NOISE_LEVELS)
 RESULTS = "results"
@@ -52,6 +57,7 @@ wildcard_constraints:
     prior=r"[a-z0-9]+",
     eps=r"[0-9.eE+-]+",
     noise_factor=r"[0-9.eE+-]+",
+    trial=r"[0-9]+",
 
 
 def config_json(*sections):
@@ -92,6 +98,18 @@ def all_targets():
             for ext in ("png", "pdf")
         ],
         *(
+            [f"{RESULTS}/datasets/search.nc"]
+            + [f"{RESULTS}/figures/{n}.{ext}" for n in SEARCH_FIGURES for ext in ("png", "pdf")]
+            if SEARCH_CELLS
+            else []
+        ),
+        *(
+            [f"{RESULTS}/datasets/scaling.nc", f"{RESULTS}/datasets/scaling.csv"]
+            + [f"{RESULTS}/figures/{n}.{ext}" for n in SCALING_FIGURES for ext in ("png", "pdf")]
+            if SCALING_CELLS
+            else []
+        ),
+        *(
             [f"{RESULTS}/datasets/{probe}.nc" for probe in PROBES]
             + [
                 f"{RESULTS}/figures/{name}.{ext}"
@@ -121,12 +139,36 @@ def train_settings(wc):
     return study_config.train_settings(config, ImageCell.of(dict(wc.items())))
 
 
+def search_input(wc):
+    """The search's results, for a cell whose architecture is searched."""
+    return [f"{RESULTS}/datasets/search.nc"] if wc.arch in SEARCHED_ARCHS else []
+
+
 def warm_start_input(wc):
     source = train_settings(wc)["warm_start_from"]
     if source is None or source == wc.objective:
         return []
     start = ImageCell.of({**dict(wc.items()), "objective": source})
     return [f"{RESULTS}/train/{start.dir}/model.pt"]
+
+
+# Hyperparameter search
+
+SEARCH_CELLS = study_config.search_cells(config)
+SEARCHED_ARCHS = {c.arch for c in SEARCH_CELLS}
+
+
+def trial_job_json(wc):
+    cell = ImageCell.of(dict(wc.items()))
+    return trial_job(config, cell, int(wc.trial)).to_json()
+
+
+def search_trial_histories():
+    return [
+        f"{RESULTS}/search/{c.dir}/trial~{t}/history.nc"
+        for c in SEARCH_CELLS
+        for t in range(config["search"]["trials"])
+    ]
 
 
 # What the networks learned

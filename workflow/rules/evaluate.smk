@@ -66,3 +66,53 @@ rule combine_training:
     shell:
         "iresnet-inverse training-curves {input:q} --out {output:q} "
         "--rule combine_training 2>&1 | tee {log:q}"
+
+
+rule evaluate_snapshots:
+    input:
+        history=rules.train.output.history,
+        images=rules.data.output[0],
+        observations=rules.observe.output[0],
+    output:
+        f"{RESULTS}/evaluate/{CELL_PATTERN}/scaling.nc",
+    log:
+        f"{RESULTS}/logs/evaluate_snapshots/{CELL_PATTERN}.log",
+    threads: config["threads"]
+    resources:
+        gpu=1 if config["device"] == "cuda" else 0,
+    params:
+        job=lambda wc: cell_job_json(wc, "evaluate"),
+        train_dir=lambda wc, input: os.path.dirname(input.history),
+    shell:
+        "iresnet-inverse evaluate-snapshots --job-json {params.job:q} --threads {threads} "
+        "--train-dir {params.train_dir:q} --images {input.images:q} "
+        "--observations {input.observations:q} --out {output:q} "
+        "--rule evaluate_snapshots 2>&1 | tee {log:q}"
+
+
+rule combine_scaling:
+    input:
+        [f"{RESULTS}/evaluate/{c.dir}/scaling.nc" for c in SCALING_CELLS],
+    output:
+        f"{RESULTS}/datasets/scaling.nc",
+    log:
+        f"{RESULTS}/logs/combine_scaling.log",
+    localrule: True
+    shell:
+        "iresnet-inverse combine {input:q} --out {output:q} --title 'budget scaling' "
+        "--rule combine_scaling 2>&1 | tee {log:q}"
+
+
+rule scaling_table:
+    input:
+        scaling=rules.combine_scaling.output[0],
+        reconstruction=rules.combine_reconstruction.output[0],
+    output:
+        f"{RESULTS}/datasets/scaling.csv",
+    log:
+        f"{RESULTS}/logs/scaling_table.log",
+    localrule: True
+    shell:
+        "iresnet-inverse scaling-table {input.scaling:q} "
+        "--reconstruction {input.reconstruction:q} --out {output:q} "
+        "--rule scaling_table 2>&1 | tee {log:q}"

@@ -118,3 +118,52 @@ rule figure_training:
         "iresnet-inverse figure {wildcards.training_figure} {input:q} "
         "--out-stem {params.stem:q} --config-json {params.cfg:q} "
         "--rule figure_training 2>&1 | tee {log:q}"
+
+
+rule figure_scaling:
+    input:
+        rules.combine_scaling.output,
+        rules.combine_reconstruction.output,
+    output:
+        report(
+            f"{RESULTS}/figures/{{scaling_figure}}.png",
+            caption="../report/budget_scaling.rst",
+            category="Reconstruction study",
+        ),
+        f"{RESULTS}/figures/{{scaling_figure}}.pdf",
+    log:
+        f"{RESULTS}/logs/figures/{{scaling_figure}}.log",
+    wildcard_constraints:
+        scaling_figure="|".join(SCALING_FIGURES),
+    localrule: True
+    params:
+        cfg=config_json("figures"),
+        stem=lambda wc, output: os.path.splitext(output[0])[0],
+    shell:
+        "iresnet-inverse figure {wildcards.scaling_figure} {input:q} "
+        "--out-stem {params.stem:q} --config-json {params.cfg:q} "
+        "--rule figure_scaling 2>&1 | tee {log:q}"
+
+
+rule figure_search:
+    input:
+        rules.combine_search.output,
+    output:
+        report(
+            f"{RESULTS}/figures/{{search_figure}}.png",
+            caption="../report/search.rst",
+            category="Reconstruction study",
+        ),
+        f"{RESULTS}/figures/{{search_figure}}.pdf",
+    log:
+        f"{RESULTS}/logs/figures/{{search_figure}}.log",
+    wildcard_constraints:
+        search_figure="|".join(SEARCH_FIGURES),
+    localrule: True
+    params:
+        cfg=config_json("figures"),
+        stem=lambda wc, output: os.path.splitext(output[0])[0],
+    shell:
+        "iresnet-inverse figure {wildcards.search_figure} {input:q} "
+        "--out-stem {params.stem:q} --config-json {params.cfg:q} "
+        "--rule figure_search 2>&1 | tee {log:q}"

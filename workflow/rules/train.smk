@@ -6,6 +6,7 @@ rule train:
         images=rules.data.output[0],
         observations=rules.observe.output[0],
         warm_start=warm_start_input,
+        search=search_input,
     output:
         model=f"{RESULTS}/train/{CELL_PATTERN}/model.pt",
         history=f"{RESULTS}/train/{CELL_PATTERN}/history.nc",
@@ -24,7 +25,10 @@ rule train:
         warm=lambda wc, input: (
             f"--warm-start {shlex.quote(input.warm_start[0])}" if input.warm_start else ""
         ),
+        search=lambda wc, input: (
+            f"--search {shlex.quote(input.search[0])}" if input.search else ""
+        ),
     shell:
         "iresnet-inverse train --job-json {params.job:q} --threads {threads} "
         "--images {input.images:q} --observations {input.observations:q} "
-        "--out-dir {params.out_dir:q} {params.warm} --rule train 2>&1 | tee {log:q}"
+        "--out-dir {params.out_dir:q} {params.warm} {params.search} --rule train 2>&1 | tee {log:q}"

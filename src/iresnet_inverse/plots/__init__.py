@@ -15,7 +15,11 @@ from iresnet_inverse.plots.toy import (
     plot_toy_mse_vs_noise,
     plot_toy_noise_ablation,
 )
-from iresnet_inverse.plots.training import plot_learning_curves
+from iresnet_inverse.plots.training import (
+    plot_budget_scaling,
+    plot_learning_curves,
+    plot_search,
+)
 from iresnet_inverse.registry import RECONSTRUCTION_FIGURES
 
 # Figures drawn from one study dataset: name -> function(dataset path, stem, dpi).
@@ -30,13 +34,17 @@ DATASET_FIGURES = {
     "forward_approximation": plot_forward_approximation,
     "learned_operator": plot_learned_operator,
     "learning_curves": plot_learning_curves,
+    "search": plot_search,
 }
-FIGURES = {"operators": plot_operators, **DATASET_FIGURES, **ANALYSIS_FIGURES}
+# Figures drawn from two datasets: name -> function(path, path, stem, dpi).
+PAIR_FIGURES = {**ANALYSIS_FIGURES, "budget_scaling": plot_budget_scaling}
+FIGURES = {"operators": plot_operators, **DATASET_FIGURES, **PAIR_FIGURES}
 
 __all__ = [
     "ANALYSIS_FIGURES",
     "DATASET_FIGURES",
     "FIGURES",
+    "PAIR_FIGURES",
     "RECONSTRUCTION_FIGURES",
     "plot_operators",
 ]

@@ -1,9 +1,11 @@
-"""Learning curves of every trained network (``training.nc``): has each one plateaued?"""
+"""Learning curves of every trained network (``training.nc``): has each one plateaued? And the
+budget curves (``scaling.nc``): how fast does each method gain with more training?"""
 
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from iresnet_inverse.archs import label
@@ -15,6 +17,7 @@ from iresnet_inverse.plots.common import (
     panels,
     save_figure,
 )
+from iresnet_inverse.scaling import scaling_table
 from iresnet_inverse.tables import PLATEAU_DB, last_fifth_gain
 
 OBJECTIVE_STYLES = {"reconstruction": "-", "approximation": "--", "logdet": ":", "divergence": "-."}
@@ -65,4 +68,96 @@ def draw_learning_curves(ds: xr.Dataset) -> plt.Figure:
         row[0].set_xlabel("epoch")
         row[1].set_xlabel("training time (s)")
     figure_legend(fig, ncols=3)
+    return fig
+
+
+def plot_budget_scaling(
+    scaling_path: str | Path, reconstruction_path: str | Path, stem: str | Path, dpi: int = 150
+) -> list[Path]:
+    """``draw_budget_scaling`` of the budget curves at ``scaling_path`` (TV from
+    ``reconstruction_path``), saved to ``stem``."""
+    table = scaling_table(scaling_path, reconstruction_path)
+    return save_figure(draw_budget_scaling(read_dataset(scaling_path), table), stem, dpi)
+
+
+def draw_budget_scaling(ds: xr.Dataset, table: pd.DataFrame) -> plt.Figure:
+    """One panel per (operator, delta): mean test PSNR against samples seen (log scale), one
+    line per method (iResNets in their L's colour), TV dashed and the noisy data dotted; the
+    legend gives each method's dB per doubling."""
+    problems = sorted({(str(r.operator), float(r.noise_level)) for r in table.itertuples()})
+    fig, axes = panels(1, len(problems), width=4.6, height=3.4)
+    keys = [d for d in ds["psnr"].dims if d != "samples"]
+    stacked = ds.stack(cell=keys)
+    for ax, (operator, delta) in zip(axes[0], problems, strict=True):
+        rows = table[(table["operator"] == operator) & (table["noise_level"] == delta)]
+        for i in range(stacked.sizes["cell"]):
+            one = stacked.isel(cell=i)
+            cell = {k: one[k].values.item() for k in keys}
+            keep = np.isfinite(one["psnr"].values)
+            if (str(cell["operator"]), float(cell["noise_level"])) != (operator, delta):
+                continue
+            if not keep.any():
+                continue
+            lip, arch = float(cell["lipschitz"]), str(cell["arch"])
+            color = lipschitz_color(lip) if np.isfinite(lip) else method_color(arch)
+            name = f"{label(arch)} L={lip:g}" if np.isfinite(lip) else label(arch)
+            slope = rows[(rows["method"] == label(arch)) & (rows["lipschitz"] == lip)]
+            name += f" ({slope['db_per_doubling'].iloc[0]:+.2f} dB/doubling)" if len(slope) else ""
+            samples = one["samples"].values[keep]
+            ax.plot(samples, one["psnr"].values[keep], "o-", color=color, label=name)
+        for value, style, name in (
+            (rows["tv_psnr"].iloc[0], "--", "TV (tuned α)"),
+            (rows["data_psnr"].iloc[0], ":", "noisy data"),
+        ):
+            if np.isfinite(value):
+                ax.axhline(value, linestyle=style, color="0.2", label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("training samples seen")
+        ax.set_ylabel("mean test PSNR (dB)")
+        ax.set_title(f"{operator}, δ = {delta:g}")
+    figure_legend(fig, ncols=2)
+    return fig
+
+
+def plot_search(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
+    """``draw_search`` of the search dataset at ``path``, saved to ``stem``."""
+    return save_figure(draw_search(read_dataset(path)), stem, dpi)
+
+
+def draw_search(ds: xr.Dataset) -> plt.Figure:
+    """One panel per searched architecture: each trial's best validation PSNR against its
+    learning rate (log scale), the marker's size growing with the batch size; the chosen trial
+    ringed."""
+    archs = [str(a) for a in ds["arch"].values]
+    fig, axes = panels(1, len(archs), width=3.6, height=3.0)
+    sizes = np.unique(ds["batch_size"].values[np.isfinite(ds["batch_size"].values)])
+    for ax, arch in zip(axes[0], archs, strict=True):
+        one = ds.sel(arch=arch)
+        rate, batch, val = (one[v].values for v in ("learning_rate", "batch_size", "val_psnr"))
+        for size in sizes:
+            chosen = batch == size
+            ax.scatter(
+                rate[chosen],
+                val[chosen],
+                s=12 + 6 * np.log2(size) ** 2,
+                alpha=0.8,
+                color=method_color(arch),
+                label=f"batch {size:g}",
+                edgecolor="0.2",
+            )
+        best = int(one["best_trial"])
+        ax.scatter(
+            one["learning_rate"].sel(trial=best),
+            one["val_psnr"].sel(trial=best),
+            s=260,
+            facecolor="none",
+            edgecolor="black",
+            linewidth=1.5,
+            label="chosen",
+        )
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("best validation PSNR (dB)")
+        ax.set_title(label(arch))
+    figure_legend(fig, ncols=len(sizes) + 1)
     return fig
