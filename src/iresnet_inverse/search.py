@@ -18,8 +18,6 @@ import xarray as xr
 from iresnet_inverse.artifacts import read_dataset, variable
 from iresnet_inverse.jobs import Job, image_job
 
-SEARCHED = ("learning_rate", "batch_size")
-
 
 def trial_values(search: Mapping[str, Any], trial: int) -> dict[str, Any]:
     """The hyperparameters of trial ``trial``: drawn from a generator seeded by the search's
