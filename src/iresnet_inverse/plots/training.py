@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import xarray as xr
+from matplotlib.ticker import FormatStrFormatter, LogLocator
 
 from iresnet_inverse.archs import label
 from iresnet_inverse.artifacts import read_dataset
@@ -115,7 +116,8 @@ def draw_budget_scaling(ds: xr.Dataset, table: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel("training samples seen")
         ax.set_ylabel("mean test PSNR (dB)")
         ax.set_title(f"{operator}, δ = {delta:g}")
-    figure_legend(fig, ncols=2)
+        # One legend per panel, below it: the slopes differ between panels.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), fontsize=7, frameon=False)
     return fig
 
 
@@ -156,6 +158,9 @@ def draw_search(ds: xr.Dataset) -> plt.Figure:
             label="chosen",
         )
         ax.set_xscale("log")
+        # Labels at 1, 2 and 5 times powers of ten: all minor labels collide on a short range.
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(FormatStrFormatter("%.0e"))
         ax.set_xlabel("learning rate")
         ax.set_ylabel("best validation PSNR (dB)")
         ax.set_title(label(arch))
