@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: demo study test lint format clean
+.PHONY: demo study test test-cluster lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ study: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The cluster path on a real single-node SLURM (root; installs Debian's slurm and munge when
+# missing): the ci config through workflow/profiles/slurm, interrupted and resumed.
+test-cluster: $(STAMP)
+	BIN=$(abspath $(BIN)) tests/cluster/slurm.sh
 
 # Python and Snakefiles; `snakemake --lint` is a test (tests/test_packaging.py), since two of its
 # lints stay on purpose.

@@ -26,7 +26,7 @@ def one_thread() -> object:
 
 
 def run_snakemake(
-    workdir: Path, *args: str, configfile: Path | None = None
+    workdir: Path, *args: str, configfile: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """Run the repository's Snakefile with ``workdir`` as working directory."""
     cmd = [
@@ -41,4 +41,4 @@ def run_snakemake(
         "2",
         *args,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)

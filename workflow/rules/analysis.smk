@@ -19,7 +19,8 @@ rule probe:
     priority: 1
     threads: config["threads"]
     resources:
-        gpu=1 if config["device"] == "cuda" else 0,
+        **DEVICE_RESOURCES,
+        **JOB_RESOURCES,
     params:
         job=lambda wc: cell_job_json(wc, "analysis"),
     shell:

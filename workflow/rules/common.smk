@@ -37,6 +37,14 @@ CELLS = study_config.cells(config)
 TRAINED_CELLS = [c for c in CELLS if study_config.architecture(config, c.arch)["kind"] != "tv"]
 # Cells that keep snapshots (train.snapshots): their budget curves make the scaling study.
 SCALING_CELLS = [c for c in TRAINED_CELLS if study_config.train_settings(config, c)["snapshots"]]
+# What each cluster job asks for: the workflow owns job sizes (training jobs take the cell's
+# train.runtime/mem_mb, the others `cluster`), so a site profile that sets only the partition and
+# account loses nothing. A CUDA job gets `threads` CPUs per GPU (sbatch --cpus-per-gpu), a CPU job
+# `threads` CPUs (the SLURM plugin's --cpus-per-task).
+DEVICE_RESOURCES = (
+    {"gpu": 1, "cpus_per_gpu": config["threads"]} if config["device"] == "cuda" else {"gpu": 0}
+)
+JOB_RESOURCES = {key: config["cluster"][key] for key in ("runtime", "mem_mb")}
 NOISE_LEVELS = study_config.noise_levels(config)  # operator -> sorted deltas
 OPERATOR_NAMES = sorted(NOISE_LEVELS)
 RESULTS = "results"

@@ -9,6 +9,8 @@ rule data:
     benchmark:
         f"{RESULTS}/benchmarks/data.tsv"
     threads: 1
+    resources:
+        **JOB_RESOURCES,
     params:
         cfg=config_json("data"),
     shell:
@@ -24,6 +26,8 @@ rule observe:
     log:
         f"{RESULTS}/logs/observe/{Observations.pattern()}.log",
     threads: 1
+    resources:
+        **JOB_RESOURCES,
     params:
         cfg=lambda wc: config_json("data", "operators"),
     shell:

@@ -14,7 +14,8 @@ rule evaluate:
         f"{RESULTS}/benchmarks/evaluate/{CELL_PATTERN}.tsv"
     threads: config["threads"]
     resources:
-        gpu=1 if config["device"] == "cuda" else 0,
+        **DEVICE_RESOURCES,
+        **JOB_RESOURCES,
     params:
         job=lambda wc: cell_job_json(wc, "evaluate"),
     shell:
@@ -79,7 +80,8 @@ rule evaluate_snapshots:
         f"{RESULTS}/logs/evaluate_snapshots/{CELL_PATTERN}.log",
     threads: config["threads"]
     resources:
-        gpu=1 if config["device"] == "cuda" else 0,
+        **DEVICE_RESOURCES,
+        **JOB_RESOURCES,
     params:
         job=lambda wc: cell_job_json(wc, "evaluate"),
         train_dir=lambda wc, input: os.path.dirname(input.history),

@@ -14,7 +14,7 @@ rule search_trial:
         f"{RESULTS}/benchmarks/search/{CELL_PATTERN}/trial~{{trial}}.tsv"
     threads: config["threads"]
     resources:
-        gpu=1 if config["device"] == "cuda" else 0,
+        **DEVICE_RESOURCES,
         runtime=lambda wc: train_settings(wc)["runtime"],
         mem_mb=lambda wc: train_settings(wc)["mem_mb"],
     params:

@@ -7,6 +7,8 @@ rule toy_reference:
     log:
         f"{RESULTS}/logs/toy2d/reference/{TOY_REFERENCE}.log",
     threads: 1
+    resources:
+        **JOB_RESOURCES,
     params:
         cfg=lambda wc: json.dumps(
             {"toy2d": {k: config["toy2d"][k] for k in ("points", "seed")}}, sort_keys=True
@@ -25,6 +27,8 @@ rule toy_train:
     log:
         f"{RESULTS}/logs/toy2d/cells/{TOY_PATTERN}.log",
     threads: 1
+    resources:
+        **JOB_RESOURCES,
     params:
         job=lambda wc: toy_job(config, ToyCell.of(dict(wc.items()))).to_json(),
         out_dir=lambda wc, output: os.path.dirname(output[0]),

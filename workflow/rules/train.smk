@@ -16,7 +16,7 @@ rule train:
         f"{RESULTS}/benchmarks/train/{CELL_PATTERN}.tsv"
     threads: config["threads"]
     resources:
-        gpu=1 if config["device"] == "cuda" else 0,
+        **DEVICE_RESOURCES,
         runtime=lambda wc: train_settings(wc)["runtime"],
         mem_mb=lambda wc: train_settings(wc)["mem_mb"],
     params:
