@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from iresnet_inverse import config, registry
+from iresnet_inverse.jobs import toy_job
 from tests.conftest import ROOT, run_snakemake
 
 GOOD_BLOCK = {
@@ -21,7 +22,7 @@ GOOD_BLOCK = {
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "config").glob("*.yaml")))
 def test_shipped_configs_are_valid(name: str) -> None:
     cfg = config.load(ROOT / "config" / f"{name}.yaml")
-    assert config.cells(cfg)
+    assert config.cells(cfg) or config.toy_cells(cfg)
 
 
 def test_defaults_are_filled() -> None:
@@ -60,7 +61,6 @@ def test_bad_grid_values_name_the_field(change: dict, field: str) -> None:
         ({"data": {"downscale": 0.5}}, "data.downscale"),
         ({"operators": {"blur": {"sigma": -1}}}, "operators.blur.sigma"),
         ({"operators": {"radon": {}}}, "operators"),
-        ({"grid": []}, "grid"),
         ({"threads": 0}, "threads"),
         ({"unknown_section": 1}, "(top level)"),
     ],
@@ -83,6 +83,9 @@ DEMO_BLOCK = {**GOOD_BLOCK, "lipschitz": [0.99], "arch": ["iresnet_demo"]}
         ({"analysis": {"crop": 4}}, "analysis.crop"),
         ({"toy2d": {"arch": "iresnet_demo", "grid": [{"prior": ["bimodal"], "eps": [1.0],
           "noise_level": [0.1], "lipschitz": [0.9], "objective": ["logdet"]}]}}, "toy2d.arch"),
+        ({"toy2d": {"grid": [{"prior": ["bimodal"], "eps": [1.0], "noise_level": [0.1],
+          "lipschitz": [0.9], "objective": ["logdet"], "arch": "iresnet_demo"}]}},
+         "toy2d.grid[0].arch"),
         ({"archs": {"tv": {"kind": "tv", "samples": 2, "alpha_min": 0.5, "alpha_max": 0.1,
           "tol": 1e-3, "max_iter": 5}}, "grid": [{**DEMO_BLOCK, "arch": ["tv"]}]}, "archs.tv"),
         ({"grid": [{**DEMO_BLOCK, "train": {"warm_start_from": "approximation"}}]},
@@ -91,11 +94,31 @@ DEMO_BLOCK = {**GOOD_BLOCK, "lipschitz": [0.99], "arch": ["iresnet_demo"]}
         ({"data": {"named_size": 80}}, "data.named_size"),
         ({"data": {"source": "folder", "path": "/no/such/folder"}}, "data.path"),
         ({"data": {"source": "stl10", "path": "/no/such/stl10_binary"}}, "data.path"),
+        ({"grid": []}, "grid"),  # and no toy grid: nothing to run
     ],
 )  # fmt: skip
 def test_what_would_fail_in_a_job_fails_at_config_time(cfg: dict, field: str) -> None:
     with pytest.raises(config.ConfigError, match=re.escape(f"config field {field}")):
         config.check(config.validate(copy.deepcopy({"grid": [DEMO_BLOCK], **cfg})))
+
+
+def test_a_toy_block_chooses_its_architecture() -> None:
+    block = {"prior": ["bimodal"], "eps": [1.0], "noise_level": [0.1], "lipschitz": [0.9]}
+    cfg = config.validate(
+        {
+            "archs": {"wide": {"kind": "dense", "blocks": 2, "dim": 2, "hidden": 8}},
+            "toy2d": {
+                "grid": [
+                    {**block, "objective": ["reconstruction"], "arch": "wide"},
+                    {**block, "objective": ["logdet"]},
+                ]
+            },
+        }
+    )
+    config.check(cfg)
+    reconstruction, logdet = (toy_job(cfg, cell) for cell in config.toy_cells(cfg))
+    assert reconstruction.spec["hidden"] == 8
+    assert logdet.spec == config.architecture(cfg, "toy")
 
 
 def test_cells_are_the_union_of_block_products() -> None:

@@ -138,6 +138,12 @@ def test_archive_target_verifies(finished_run: Path) -> None:
     manifest = verify_archive(archive)
     assert "datasets/reconstruction.nc" in manifest["files"]
     assert "datasets/toy2d.nc" in manifest["files"]
+    assert "datasets/toy_claims.csv" in manifest["files"]
+    # The ci toy grid's bimodal cells (eps 0.1, delta 0.2) give one row of each bimodal claim.
+    claims = pd.read_csv(finished_run / "results" / "datasets" / "toy_claims.csv")
+    bimodal = claims[claims["prior"] == "bimodal"].set_index("claim")
+    assert bimodal.loc["reconstruction_reaches_pm", "value"] > 0
+    assert bimodal.loc["divergence_nearer_map", "noise_level"] == 0.2
     assert "figures/operators.png" in manifest["files"]
 
 

@@ -113,6 +113,13 @@ def cmd_scaling_table(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     scaling_table(args.scaling, args.reconstruction).to_csv(args.out, index=False)
 
 
+def cmd_toy_claims(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.toy_claims import write_claims
+
+    table = write_claims(args.toy, args.out)
+    print(table[table["claim"] != "forward_fidelity"].to_string(index=False))
+
+
 def cmd_probe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.analysis.probes import probe_model_file
 
@@ -449,6 +456,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", required=True)
     p.add_argument("--out-dir", required=True, help="writes results.nc here")
     p.set_defaults(func=cmd_toy_train)
+
+    p = sub.add_parser("toy-claims", parents=[common], help="the toy study's claims as CSV")
+    p.add_argument("toy", help="toy2d.nc (the combined toy study)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_toy_claims)
 
     p = sub.add_parser("archive", parents=[common], help="archive datasets and figures")
     p.add_argument("inputs", nargs="+")

@@ -80,6 +80,8 @@ def load(path: str | Path) -> dict[str, Any]:
 
 def check(config: dict[str, Any]) -> dict[str, Any]:
     """What the schema cannot express, checked before any job; each error names its field."""
+    if not config["grid"] and not config["toy2d"]["grid"]:
+        raise ConfigError("config field grid: empty, and so is toy2d.grid: nothing to run")
     data = config["data"]
     if data["source"] != "builtin" and not (data.get("path") and Path(data["path"]).exists()):
         raise ConfigError(f"config field data.path: {data.get('path')!r} does not exist")
@@ -108,9 +110,11 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
                     "which is not in the grid"
                 )
     search_cells(config)  # a searched arch without a cell at the searched operator and delta
-    toy = config["toy2d"]
-    if toy["grid"] and architecture(config, toy["arch"])["kind"] != "dense":
-        raise ConfigError(f"config field toy2d.arch: {toy['arch']!r} is not a dense architecture")
+    for index, block in enumerate(config["toy2d"]["grid"]):
+        name = block.get("arch", config["toy2d"]["arch"])
+        if architecture(config, name)["kind"] != "dense":
+            field = f"toy2d.grid[{index}].arch" if "arch" in block else "toy2d.arch"
+            raise ConfigError(f"config field {field}: {name!r} is not a dense architecture")
     return config
 
 
@@ -257,6 +261,11 @@ def toy_cells(config: Mapping[str, Any]) -> list[ToyCell]:
 
 def _toy_block_cells(block: Mapping[str, Any]) -> list[ToyCell]:
     return [ToyCell(*combo) for combo in itertools.product(*(block[k] for k in ToyCell.KEYS))]
+
+
+def toy_arch(config: Mapping[str, Any], cell: ToyCell) -> str:
+    """The dense architecture of a toy cell: its grid block's ``arch``, else ``toy2d.arch``."""
+    return block_of(config, cell).get("arch", config["toy2d"]["arch"])
 
 
 def toy_train_settings(config: Mapping[str, Any], cell: ToyCell | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from iresnet_inverse.cells import Cell, ImageCell, ToyCell
-from iresnet_inverse.config import architecture, toy_train_settings, train_settings
+from iresnet_inverse.config import architecture, toy_arch, toy_train_settings, train_settings
 
 CELL_KINDS: dict[str, type[Cell]] = {"image": ImageCell, "toy": ToyCell}
 
@@ -68,13 +68,13 @@ def image_job(config: Mapping[str, Any], cell: ImageCell, sections: tuple[str, .
 
 
 def toy_job(config: Mapping[str, Any], cell: ToyCell) -> Job:
-    """The job of a toy cell: ``train``, ``toy2d.train`` and the toy block's ``train`` merged;
-    ``toy2d`` without its grid."""
+    """The job of a toy cell: ``train``, ``toy2d.train`` and the toy block's ``train`` merged,
+    the block's ``arch`` (else ``toy2d.arch``); ``toy2d`` without its grid."""
     toy = {k: v for k, v in config["toy2d"].items() if k not in ("grid", "train")}
     return Job(
         cell=cell,
         settings=toy_train_settings(config, cell),
-        spec=architecture(config, toy["arch"]),
+        spec=architecture(config, toy_arch(config, cell)),
         operator_params={},
         device=config["device"],
         sections={"toy2d": toy},

@@ -88,12 +88,17 @@ def cell_job_json(wc, *sections):
 
 
 def all_targets():
-    return [
+    """Everything a run makes: the imaging study when the grid has cells (a config may hold the
+    toy study alone), the toy study when toy2d.grid has cells."""
+    image_study = [
         f"{RESULTS}/data/images.nc",
         *observation_files(),
         *expand(f"{RESULTS}/figures/operators.{{ext}}", ext=["png", "pdf"]),
         f"{RESULTS}/datasets/reconstruction.nc",
         f"{RESULTS}/datasets/methods.csv",
+    ]
+    return [
+        *(image_study if CELLS else []),
         *(
             [f"{RESULTS}/datasets/training.nc"]
             + [f"{RESULTS}/figures/{n}.{ext}" for n in TRAINING_FIGURES for ext in ("png", "pdf")]
@@ -102,7 +107,7 @@ def all_targets():
         ),
         *[
             f"{RESULTS}/figures/{name}.{ext}"
-            for name in reconstruction_figures()
+            for name in (reconstruction_figures() if CELLS else [])
             for ext in ("png", "pdf")
         ],
         *(
@@ -128,7 +133,7 @@ def all_targets():
             else []
         ),
         *(
-            [f"{RESULTS}/datasets/toy2d.nc"]
+            [f"{RESULTS}/datasets/toy2d.nc", f"{RESULTS}/datasets/toy_claims.csv"]
             + [
                 f"{RESULTS}/figures/{name}.{ext}"
                 for name in toy_figures(TOY_CELLS)

@@ -49,3 +49,15 @@ rule combine_toy2d:
     shell:
         "iresnet-inverse combine {input.cells:q} --also {input.references:q} --out {output:q} "
         "--title 'toy study' --rule combine_toy2d 2>&1 | tee {log:q}"
+
+
+rule toy_claims:
+    input:
+        rules.combine_toy2d.output[0],
+    output:
+        f"{RESULTS}/datasets/toy_claims.csv",
+    log:
+        f"{RESULTS}/logs/toy_claims.log",
+    localrule: True
+    shell:
+        "iresnet-inverse toy-claims {input:q} --out {output:q} --rule toy_claims 2>&1 | tee {log:q}"

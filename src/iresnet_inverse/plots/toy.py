@@ -151,49 +151,79 @@ def _ablation_legend(fig: plt.Figure, factors: Sequence[float], objectives: Sequ
     figure_legend(fig, handles, ncols=5)
 
 
+ESTIMATOR_POINTS = 60  # test points per panel: enough to see the pattern, few enough to read
+
+
+def _estimator_cell(sub: xr.Dataset) -> xr.Dataset | None:
+    """The cell where MAP and PM differ most visibly: eps 1 first, at the largest noise level
+    with trained networks."""
+    eps = sorted(sub["eps"].values, key=lambda e: (not np.isclose(e, 1.0), e))
+    for e in eps:
+        for d in sorted(sub["noise_level"].values, reverse=True):
+            cell = sub.sel(eps=e, noise_level=d)
+            if _present(cell["reconstruction"]):
+                return cell
+    return None
+
+
 def plot_toy_estimators(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
-    """Per prior (first two components), reconstructions of logdet and divergence beside the
-    MAP and posterior-mean points for the same data (dhat = delta)."""
+    """Per prior (first two components), at eps 1 and the largest noise level: the exact MAP and
+    posterior mean of each datum (open markers) and the networks' reconstructions of the same
+    datum (dots, one color per objective, dhat = delta), over the prior density."""
     ds = read_dataset(path)
     priors = [p for p in ds["prior"].values if _present(ds["reconstruction"].sel(prior=p))]
     fig, axes = panels(1, len(priors), 4.2, 4.2)
     for j, prior in enumerate(priors):
-        sub = _first(ds, prior=prior, noise_factor=1.0)
-        found = False
-        for e in sub["eps"].values:
-            for d in sub["noise_level"].values:
-                cell = sub.sel(eps=e, noise_level=d)
-                if _present(cell["x"]):
-                    found = True
-                    break
-            if found:
-                break
-        ax, shown = axes[0, j], cell.isel(point=slice(0, 150))
-        ax.scatter(
-            shown["x"].isel(component=0), shown["x"].isel(component=1), s=4, c="0.7", label="x"
-        )
-        for var, (label, color, _) in list(REFERENCES.items())[:2]:
-            ax.scatter(
-                shown[var].isel(component=0),
-                shown[var].isel(component=1),
-                s=6,
-                c=color,
-                marker="x" if var == "map" else "+",
-                label=label,
+        ax, cell = axes[0, j], _estimator_cell(_first(ds, prior=prior, noise_factor=1.0))
+        if cell is None:
+            continue
+        if "prior_density" in cell and _present(cell["prior_density"]):
+            ax.contour(
+                cell["u"],
+                cell["v"],
+                cell["prior_density"].T,
+                levels=6,
+                colors="0.8",
+                linewidths=0.6,
             )
-        for obj in ("logdet", "divergence"):
-            if obj in shown["objective"].values and _present(
-                shown["reconstruction"].sel(objective=obj)
-            ):
-                rec = shown["reconstruction"].sel(objective=obj)
+        shown = cell.isel(point=slice(0, ESTIMATOR_POINTS))
+        first, second = (dict(component=i) for i in (0, 1))
+        for var, marker in (("map", "s"), ("posterior_mean", "o")):
+            label, color, _ = REFERENCES[var]
+            ax.scatter(
+                shown[var].isel(first),
+                shown[var].isel(second),
+                s=36,
+                marker=marker,
+                facecolors="none",
+                edgecolors=color,
+                linewidths=0.9,
+                label=label,
+                zorder=3,
+            )
+        for obj, marker in (("logdet", "v"), ("divergence", "o"), ("reconstruction", "^")):
+            if obj not in shown["objective"].values:
+                continue
+            rec = shown["reconstruction"].sel(objective=obj)
+            if _present(rec):
                 ax.scatter(
-                    rec.isel(component=0),
-                    rec.isel(component=1),
-                    s=5,
+                    rec.isel(first),
+                    rec.isel(second),
+                    s=10,
+                    marker=marker,
                     c=OBJECTIVE_COLORS[obj],
-                    label=f"φ⁻¹ ({obj})",
+                    label=f"φ⁻¹, {obj}",
+                    zorder=4,
                 )
-        ax.set(title=f"{prior}, eps {float(e):g}, δ {float(d):g}", aspect="equal")
+        ax.set(
+            title=f"{prior}, eps {float(cell['eps']):g}, δ {float(cell['noise_level']):g}",
+            aspect="equal",
+            xlim=(-2.2, 2.2),
+            ylim=(-2.2, 2.2),
+        )
     figure_legend(fig, ncols=5)
-    fig.suptitle("Network reconstructions beside the exact MAP and posterior mean", fontsize=10)
+    fig.suptitle(
+        f"Exact MAP and PM of {ESTIMATOR_POINTS} test data, and the networks' reconstructions",
+        fontsize=10,
+    )
     return save_figure(fig, stem, dpi=dpi)
