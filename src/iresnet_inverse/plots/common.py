@@ -27,14 +27,15 @@ FORMATS = ("png", "pdf")
 METHOD_COLORS = {
     "iresnet": "#1f77b4",  # blue
     "iresnet_small": "#17becf",  # cyan
-    "unet": "#ff7f0e",  # orange
+    # Baselines stay off the plasma hues of L (purple, pink, orange), which colour iResNet cells.
+    "unet": "#bcbd22",  # olive
     "convresnet": "#2ca02c",  # green
-    "diffnet": "#9467bd",  # purple
+    "diffnet": "#393b79",  # indigo
     "tv": "#8c564b",  # brown
     "data": "#000000",  # black
 }
 # Methods outside METHOD_COLORS: picked from here by a stable hash of the name.
-FALLBACK_COLORS = ("#e377c2", "#bcbd22", "#7f7f7f", "#d62728", "#393b79", "#637939")
+FALLBACK_COLORS = ("#e377c2", "#7f7f7f", "#d62728", "#637939", "#17a589", "#ff7f0e")
 # One colour per L, dark to light as L grows (plasma, away from the method colours); other L
 # values get the plasma colour of their place on the log(1 - L) scale.
 LIPSCHITZ_COLORS = {0.95: "#7e03a8", 0.99: "#cc4778", 0.999: "#f89540"}

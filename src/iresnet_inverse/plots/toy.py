@@ -48,10 +48,15 @@ def _first(ds: xr.Dataset, **selection: object) -> xr.Dataset:
 
 def plot_toy_grid(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
     """A regular grid and its images under phi and phi^-1 over the prior density, per objective
-    (bimodal prior, first eps, middle noise level, dhat = delta)."""
+    (bimodal prior, its first eps, its middle noise level, dhat = delta)."""
     ds = read_dataset(path)
     sub = _first(ds, prior="bimodal", noise_factor=1.0)
-    sub = sub.isel(eps=0, noise_level=len(sub["noise_level"]) // 2)
+    # the cube's eps and delta are those of every prior: keep the bimodal prior's own
+    trained = [(e, d) for e in sub["eps"].values for d in sub["noise_level"].values
+               if _present(sub["grid_forward"].sel(eps=e, noise_level=d))]  # fmt: skip
+    eps = trained[0][0]
+    levels = [d for e, d in trained if e == eps]
+    sub = sub.sel(eps=eps, noise_level=levels[len(levels) // 2])
     objectives = [
         o for o in sub["objective"].values if _present(sub["grid_forward"].sel(objective=o))
     ]
