@@ -90,6 +90,8 @@ def check_gpu(args: argparse.Namespace) -> None:
     line = SBATCH.findall(args.log.read_text())[0].split(" --wrap=", 1)[0]
     print(f"sbatch line of a train job with device cuda:\n  {line}")
     assert calls[0].get("--gpus") == "1" and calls[0].get("--cpus-per-gpu") == "1", calls[0]
+    # the partition given with --default-resources, the cell's runtime and memory kept
+    assert (calls[0]["-p"], calls[0]["-t"], calls[0]["--mem"]) == ("debug", "60", "4000"), calls[0]
     assert "--cpus-per-task" not in calls[0], calls[0]
     job_logs = list(args.slurm_logs.rglob("*.log"))
     text = "".join(p.read_text() for p in job_logs)
