@@ -143,9 +143,10 @@ GPU=$WORK/gpu
 mkdir -p "$GPU/results"
 cp -r "$RUN/results/data" "$GPU/results/"
 CELL=operator~blur/noise_level~0.05/lipschitz~0.9/objective~reconstruction/arch~iresnet_ci/seed~0
-# The README's recipe: the partition on the command line, every other default kept.
-if snake "$GPU" "$WORK/gpu.yaml" --retries 0 --default-resources slurm_partition=debug \
-    "results/train/$CELL/model.pt" >"$WORK/gpu.log" 2>&1; then
+# The README's recipe: the partition on the command line, every other default kept (last: the
+# option takes every word after it, a target too).
+if snake "$GPU" "$WORK/gpu.yaml" --retries 0 "results/train/$CELL/model.pt" \
+    --default-resources slurm_partition=debug >"$WORK/gpu.log" 2>&1; then
     fail "a cuda job ran on a node without CUDA"
 fi
 "${CHECK[@]}" gpu "$WORK/gpu.log" "$GPU/.snakemake/slurm_logs" || fail "the GPU job was not submitted as intended"
