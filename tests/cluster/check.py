@@ -52,6 +52,18 @@ def sbatch_calls(log: Path) -> list[dict[str, str]]:
     return calls
 
 
+def finished_outputs(log: str) -> set[str]:
+    """The declared outputs of the jobs a Snakemake log reports finished."""
+    outputs = {}
+    for block in re.split(r"^(?:local)?rule \w+:\n", log, flags=re.MULTILINE)[1:]:
+        jobid = re.search(r"^\s+jobid: (\d+)$", block, re.MULTILINE)
+        output = re.search(r"^\s+output: (.*)$", block, re.MULTILINE)
+        if jobid and output:
+            outputs[jobid.group(1)] = {f"/{path}" for path in output.group(1).split(", ")}
+    done = re.findall(r"^Finished jobid: (\d+) ", log, re.MULTILINE)
+    return set().union(*(outputs.get(jobid, set()) for jobid in done))
+
+
 def check_runs(args: argparse.Namespace) -> None:
     cfg = yaml.safe_load(args.config.read_text())
     calls = [c for log in args.logs for c in sbatch_calls(log)]
@@ -75,11 +87,15 @@ def check_runs(args: argparse.Namespace) -> None:
         dict(line.rsplit(" ", 1) for line in path.read_text().splitlines())
         for path in (args.done_before, args.done_after)
     )
+    # Only what the interrupted run finished must stay: a cancelled job's files are redone.
+    finished = finished_outputs(args.logs[0].read_text())
+    before = {path: m for path, m in before.items() if any(path.endswith(f) for f in finished)}
     redone = sorted(path for path, mtime in before.items() if after.get(path) != mtime)
     resumed = len(sbatch_calls(args.logs[-1]))
     print(
-        f"resume: {len(before) - len(redone)} of the {len(before)} outputs of the interrupted run "
-        f"kept, {len(redone)} redone; {resumed} jobs submitted after the interrupt"
+        f"resume: {len(before) - len(redone)} of the {len(before)} outputs of the jobs the "
+        f"interrupted run finished kept, {len(redone)} redone; {resumed} jobs submitted after "
+        "the interrupt"
     )
     assert not redone, f"the resumed run redid {redone}"
 
