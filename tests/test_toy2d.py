@@ -11,10 +11,11 @@ import xarray as xr
 
 from iresnet_inverse import bayes
 from iresnet_inverse.artifacts import read_dataset
+from iresnet_inverse.cells import ToyCell
 from iresnet_inverse.config import architecture, toy_cells, validate
 from iresnet_inverse.data.priors import get_prior
-from iresnet_inverse.jobs import toy_job
-from iresnet_inverse.toy2d import reference_dataset
+from iresnet_inverse.jobs import Job, toy_job
+from iresnet_inverse.toy2d import reference_dataset, train_toy_cell
 from iresnet_inverse.toy_claims import claims_table
 
 CONFIG = json.dumps(
@@ -73,6 +74,18 @@ def test_toy_cell_through_the_command_line(tmp_path: Path) -> None:
     assert not (tmp_path / "cell" / "resume.pt").exists()
 
 
+def _trained_toy_cell(
+    tmp_path: Path, cell: dict, settings: dict, spec: dict, ref: xr.Dataset, training_points: int
+) -> xr.Dataset:
+    """One toy cell (L 0.99, dhat = delta, seed 0 unless given) trained by ``train_toy_cell`` on
+    its own, with a cosine rate unless given; quiet."""
+    keys = {"lipschitz": 0.99, "noise_factor": 1.0, "seed": 0, **cell}
+    train = validate({"lr_schedule": "cosine", **settings}, "train")
+    sections = {"toy2d": {"training_points": training_points}}
+    job = Job(ToyCell.of(keys), train, spec, {}, "cpu", sections)
+    return train_toy_cell(job, ref, tmp_path, log=lambda msg: None)
+
+
 @pytest.mark.parametrize(("eps", "delta"), [(1.0, 0.4), (0.5, 0.3)])
 def test_divergence_training_gives_the_gaussian_map(tmp_path: Path, eps: float, delta: float):
     """Heilenkoetter (2025), Theorem 2, on the Gaussian prior N(0, Sigma), Sigma = diag(1, 0.5^2),
@@ -85,33 +98,12 @@ def test_divergence_training_gives_the_gaussian_map(tmp_path: Path, eps: float, 
     the MAP and the unregularized solution A^-1 y (the size of what the regularizer does; at
     eps = 1 that is MAP - y), and so also below 5 % of the mean norm of the MAP.
     """
-    from iresnet_inverse.cells import ToyCell
-    from iresnet_inverse.jobs import Job
-    from iresnet_inverse.toy2d import train_toy_cell
-
-    cell = {
-        "prior": "gaussian",
-        "eps": eps,
-        "noise_level": delta,
-        "lipschitz": 0.99,
-        "objective": "divergence",
-        "noise_factor": 1.0,
-        "seed": 0,
-    }
-    settings = validate(
-        {
-            "epochs": 40,
-            "batch_size": 256,
-            "learning_rate": 3e-3,
-            "lr_schedule": "cosine",
-            "solver": {"method": "anderson", "tol": 1e-6, "max_iter": 200},
-        },
-        "train",
-    )
+    cell = {"prior": "gaussian", "eps": eps, "noise_level": delta, "objective": "divergence"}
+    settings = {"epochs": 40, "batch_size": 256, "learning_rate": 3e-3,
+                "solver": {"method": "anderson", "tol": 1e-6, "max_iter": 200}}  # fmt: skip
     spec = {"kind": "dense", "blocks": 2, "hidden": 32, "layers": 2, "activation": "elu"}
     ref = reference_dataset("gaussian", eps, delta, points=200, seed=1)
-    job = Job(ToyCell.of(cell), settings, spec, {}, "cpu", {"toy2d": {"training_points": 8192}})
-    ds = train_toy_cell(job, ref, tmp_path, log=lambda msg: None)
+    ds = _trained_toy_cell(tmp_path, cell, settings, spec, ref, training_points=8192)
 
     A, sigma = np.diag([1.0, eps]), np.diag([1.0, 0.25])
     M = A.T @ A + delta**2 * np.linalg.inv(sigma)
@@ -193,26 +185,12 @@ def test_reconstruction_trained_toy_net_beats_the_linear_estimator(
     where the posterior mean (MSE 0.135 on config/toy.yaml's test points) is far better than the
     best linear estimator (Tikhonov, 0.201), a net that can bend must beat the linear one by a
     clear margin: a linear phi^-1 cannot pass. (The smooth ``toy`` net stayed at 0.2006 here.)"""
-    from iresnet_inverse.cells import ToyCell
-    from iresnet_inverse.jobs import Job
-    from iresnet_inverse.toy2d import train_toy_cell
-
-    cell = dict(prior="bimodal", eps=1.0, noise_level=0.4, lipschitz=0.99,
-                objective="reconstruction", noise_factor=1.0, seed=0)  # fmt: skip
-    settings = validate(
-        {
-            "epochs": 60,
-            "batch_size": 1024,
-            "learning_rate": 1e-2,
-            "lr_schedule": "cosine",
-            "solver": {"method": "fixed_point", "tol": 1e-5, "max_iter": 200},
-        },
-        "train",
-    )
+    cell = {"prior": "bimodal", "eps": 1.0, "noise_level": 0.4, "objective": "reconstruction"}
+    settings = {"epochs": 60, "batch_size": 1024, "learning_rate": 1e-2,
+                "solver": {"method": "fixed_point", "tol": 1e-5, "max_iter": 200}}  # fmt: skip
     spec = architecture({"archs": {}}, "toy_piecewise")
     ref = reference_dataset("bimodal", 1.0, 0.4, points=400, seed=1)
-    job = Job(ToyCell.of(cell), settings, spec, {}, "cpu", {"toy2d": {"training_points": 4096}})
-    ds = train_toy_cell(job, ref, tmp_path, log=lambda msg: None)
+    ds = _trained_toy_cell(tmp_path, cell, settings, spec, ref, training_points=4096)
 
     x = ref["x"].values
     mse = {k: ((v - x) ** 2).sum(1).mean() for k, v in (

@@ -111,7 +111,7 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
                 )
     search_cells(config)  # a searched arch without a cell at the searched operator and delta
     for index, block in enumerate(config["toy2d"]["grid"]):
-        name = block.get("arch", config["toy2d"]["arch"])
+        name = _toy_block_arch(config, block)
         if architecture(config, name)["kind"] != "dense":
             field = f"toy2d.grid[{index}].arch" if "arch" in block else "toy2d.arch"
             raise ConfigError(f"config field {field}: {name!r} is not a dense architecture")
@@ -265,7 +265,11 @@ def _toy_block_cells(block: Mapping[str, Any]) -> list[ToyCell]:
 
 def toy_arch(config: Mapping[str, Any], cell: ToyCell) -> str:
     """The dense architecture of a toy cell: its grid block's ``arch``, else ``toy2d.arch``."""
-    return block_of(config, cell).get("arch", config["toy2d"]["arch"])
+    return _toy_block_arch(config, block_of(config, cell))
+
+
+def _toy_block_arch(config: Mapping[str, Any], block: Mapping[str, Any]) -> str:
+    return block.get("arch", config["toy2d"]["arch"])
 
 
 def toy_train_settings(config: Mapping[str, Any], cell: ToyCell | None = None) -> dict[str, Any]:

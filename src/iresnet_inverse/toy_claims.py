@@ -4,14 +4,16 @@
 - ``reconstruction_reaches_pm``: reconstruction training minimizes E||phi^-1(y) - x||^2, whose
   minimizer is the posterior mean (the MMSE estimator), so a net that can represent it must reach
   the PM's test MSE: value MSE(net) / MSE(PM), holds at <= ``PM_TOLERANCE``.
-- ``divergence_nearer_map`` / ``logdet_nearer_pm``: the paper's prediction (Sec. 3: the divergence
-  loss makes phi^-1(A*y) the MAP point, the log-det loss makes phi^-1(y) a posterior-mean-type
-  estimator), where MAP and PM differ: value mean||x_net - MAP|| / mean||x_net - PM|| (for
-  divergence; the inverse ratio for log-det), holds below 1.
-- ``gaussian_divergence_is_map`` (Theorem 2: on a Gaussian prior divergence training gives the MAP
+- ``divergence_nearer_map`` / ``logdet_nearer_pm``: the paper's prediction (its summary in
+  shared/papers: the divergence term "yields reconstructions closely resembling the MAP estimator,
+  with exact equivalence under strongly log-concave priors"; the log-det term "connects to a
+  smoothed posterior mean estimator"), where MAP and PM differ: value
+  mean||x_net - MAP|| / mean||x_net - PM|| (for divergence; the inverse ratio for log-det), holds
+  below 1. The bimodal prior is not log-concave: there the paper claims resemblance, not equality.
+- ``gaussian_divergence_is_map`` (Theorem 2; a Gaussian prior is strongly log-concave, so the MAP
   exactly): value mean||x_net - MAP|| / mean||MAP||, holds at <= ``MAP_TOLERANCE``.
-- ``forward_fidelity`` (the paper's Fig. 4: both regularizers keep phi close to the operator):
-  value mean||phi(x) - target(x)|| / mean||x|| on the test points (target A x, or A*A x for
+- ``forward_fidelity`` ("both regularizers preserve forward operator fidelity"): value
+  mean||phi(x) - target(x)|| / mean||x|| on the test points (target A x, or A*A x for
   divergence), no threshold.
 """
 

@@ -39,6 +39,17 @@ def _mse(estimate: xr.DataArray, truth: xr.DataArray) -> xr.DataArray:
     return ((estimate - truth) ** 2).sum("component", min_count=1).mean("point")
 
 
+def _trained(sub: xr.Dataset, var: str) -> list[tuple[float, float]]:
+    """The (eps, delta) pairs, ascending, where ``var`` has values (the combined cube holds every
+    prior's eps and delta, most of them empty for any one prior)."""
+    return [
+        (float(e), float(d))
+        for e in sub["eps"].values
+        for d in sub["noise_level"].values
+        if _present(sub[var].sel(eps=e, noise_level=d))
+    ]
+
+
 def _first(ds: xr.Dataset, **selection: object) -> xr.Dataset:
     """Select by value where given, else the first index of every other cell dimension."""
     out = ds.sel({k: v for k, v in selection.items() if k in ds.dims})
@@ -52,8 +63,7 @@ def plot_toy_grid(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Pa
     ds = read_dataset(path)
     sub = _first(ds, prior="bimodal", noise_factor=1.0)
     # the cube's eps and delta are those of every prior: keep the bimodal prior's own
-    trained = [(e, d) for e in sub["eps"].values for d in sub["noise_level"].values
-               if _present(sub["grid_forward"].sel(eps=e, noise_level=d))]  # fmt: skip
+    trained = _trained(sub, "grid_forward")
     eps = trained[0][0]
     levels = [d for e, d in trained if e == eps]
     sub = sub.sel(eps=eps, noise_level=levels[len(levels) // 2])
@@ -162,13 +172,11 @@ ESTIMATOR_POINTS = 60  # test points per panel: enough to see the pattern, few e
 def _estimator_cell(sub: xr.Dataset) -> xr.Dataset | None:
     """The cell where MAP and PM differ most visibly: eps 1 first, at the largest noise level
     with trained networks."""
-    eps = sorted(sub["eps"].values, key=lambda e: (not np.isclose(e, 1.0), e))
-    for e in eps:
-        for d in sorted(sub["noise_level"].values, reverse=True):
-            cell = sub.sel(eps=e, noise_level=d)
-            if _present(cell["reconstruction"]):
-                return cell
-    return None
+    trained = _trained(sub, "reconstruction")
+    if not trained:
+        return None
+    e, d = min(trained, key=lambda pair: (not np.isclose(pair[0], 1.0), pair[0], -pair[1]))
+    return sub.sel(eps=e, noise_level=d)
 
 
 def plot_toy_estimators(path: str | Path, stem: str | Path, dpi: int = 150) -> list[Path]:
