@@ -255,6 +255,58 @@ def test_loose_adjoint_tolerance_bounds_the_gradient_error(
     assert evaluations[1e-2] < evaluations[1e-10], evaluations
 
 
+@pytest.mark.parametrize("terms", [0, 1, 3])
+def test_truncated_adjoint_is_the_neumann_series(terms: int) -> None:
+    """adjoint_max_iter = k with plain iteration is the Neumann series of (I - J^T)^-1 v cut
+    after k + 1 terms, checked against a dense Jacobian; its error against the exact adjoint (a
+    dense solve) is within the series' tail bound ||J||^(k+1) / (1 - ||J||) ||v||."""
+    torch.manual_seed(3)
+    net = _inflate(build_iresnet({**TINY, "blocks": 1}, 0.9).double())
+    net.eval()
+    block = net.blocks[0]
+    z = net.lift(torch.rand(1, 1, 5, 5, dtype=torch.float64)).contiguous().requires_grad_()
+    v = torch.randn_like(z)
+    config = SolverConfig(
+        method="anderson", tol=1e-13, max_iter=500, adjoint_method="fixed_point",
+        adjoint_tol=1e-300, adjoint_max_iter=terms,
+    )  # fmt: skip
+    x, _ = block.inverse(z, config)
+    (u,) = torch.autograd.grad(x, z, v)
+    jacobian = torch.autograd.functional.jacobian(block.residual, x.detach())
+    J = jacobian.reshape(z.numel(), z.numel())
+    partial, term = v.flatten().clone(), v.flatten()
+    for _ in range(terms):
+        term = J.T @ term
+        partial = partial + term
+    assert float((u.flatten() - partial).norm() / v.norm()) <= 1e-10
+    exact = torch.linalg.solve(torch.eye(z.numel(), dtype=J.dtype) - J.T, v.flatten())
+    norm = float(torch.linalg.matrix_norm(J, ord=2))
+    assert norm < 0.9 + 1e-9
+    tail = norm ** (terms + 1) / (1 - norm) * float(v.norm())
+    assert float((partial - exact).norm()) <= tail
+    assert float((partial - exact).norm()) > 1e-6 * float(v.norm())  # inexact, as documented
+
+
+def test_warm_start_at_the_forward_states_is_the_fixed_point() -> None:
+    """core_states(x) are the block solutions of core_inverse(core_forward(x)): started there
+    every block stops after one evaluation, at the answer a cold start reaches with more."""
+    torch.manual_seed(4)
+    net = _inflate(build_iresnet(SMALL, 0.99).double())
+    net.eval()
+    h = net.lift(torch.rand(3, 1, 8, 8, dtype=torch.float64))
+    with torch.no_grad():
+        z = net.core_forward(h)
+    config = SolverConfig(method="anderson", tol=1e-8, max_iter=500)
+    with torch.no_grad():
+        cold = net.core_inverse(z, config)
+        warm = net.core_inverse(z, config, net.core_states(h))
+    assert bool((warm.iterations == 1).all()), warm.iterations
+    assert int(cold.iterations.min()) > 1
+    for a, b in zip(warm.block_solutions, cold.block_solutions, strict=True):
+        assert float((a - b).norm() / b.norm()) <= 1e-7
+    assert float((warm.x - h).norm() / h.norm()) <= 1e-7
+
+
 def test_gradcheck_of_inverse() -> None:
     net = _inflate(build_iresnet({**TINY, "blocks": 2}, 0.9).double())
     net.eval()

@@ -103,6 +103,25 @@ def test_losses_and_normal_data() -> None:
         net.zero_grad()
 
 
+def test_warm_started_reconstruction_loss_has_the_cold_value_and_gradient() -> None:
+    """The warm start changes where the solves begin, not the loss or its gradient."""
+    net, blur = _net(), get_operator("blur").double()
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    z = blur(x)
+    values, grads, evaluations = [], [], []
+    for warm in (False, True):
+        solver = SolverConfig(tol=1e-10, max_iter=500, warm_start=warm)
+        value, result = objectives.loss("reconstruction", net, blur, x, z, solver=solver)
+        value.backward()
+        values.append(float(value.detach()))
+        grads.append(torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None]))
+        evaluations.append(int(result.iterations.sum()))
+        net.zero_grad()
+    assert values[1] == pytest.approx(values[0], rel=1e-8)
+    assert float((grads[1] - grads[0]).norm() / grads[0].norm()) <= 1e-7
+    assert evaluations[1] != evaluations[0]  # the start did change
+
+
 # --- the lifted objectives on X^M (paper Sec. 4.1) ------------------------------------------
 def _channelwise(base: IResNet, m: int) -> IResNet:
     """The M-channel net that applies ``base`` (1 channel, H hidden) to every channel alone:

@@ -195,8 +195,10 @@ def loss(
     if not stacked:
         return _mean_space_loss(objective, net, x, z, solver)
     if objective == "reconstruction":
-        result = net.core_inverse(net.lift(z), solver)
-        return 0.5 * _sum_per_sample((result.x - net.lift(x)) ** 2).mean(), result
+        target = net.lift(x)
+        start = net.core_states(target) if solver is not None and solver.warm_start else None
+        result = net.core_inverse(net.lift(z), solver, start)
+        return 0.5 * _sum_per_sample((result.x - target) ** 2).mean(), result
     if objective == "approximation":
         return 0.5 * _sum_per_sample(
             (net.core_forward(net.lift(x)) - net.lift(z)) ** 2

@@ -2,7 +2,8 @@
 
 By the implicit function theorem, for an upstream gradient v = dL/dx*,
     dL/dz = u  and  dL/dparams = (df/dparams)^T u,  with u = v + J_f(x*)^T u,
-the adjoint fixed point, solved by the same solver (J_f^T is a contraction when f is). Only x*,
+the adjoint fixed point, solved by the same solver (J_f^T is a contraction when f is), or
+truncated (``SolverConfig.adjoint_max_iter``: the phantom gradient). Only x*,
 z and the parameters are saved, so memory does not depend on the number of iterations.
 """
 
@@ -50,11 +51,13 @@ class _ImplicitFixedPoint(torch.autograd.Function):
             def adjoint_map(u: torch.Tensor) -> torch.Tensor:
                 return grad_x + torch.autograd.grad(fx, x, u, retain_graph=True)[0]
 
-            result = solve(adjoint_map, grad_x, ctx.config.adjoint())
-            u = result.x
+            if ctx.config.adjoint_max_iter == 0:  # Jacobian-free backpropagation: u = v
+                u = grad_x
+            else:
+                result = solve(adjoint_map, grad_x, ctx.config.adjoint())
+                ctx.info["backward"], u = result, result.x
             wanted = [p for p in leaves if p.requires_grad]
             grads = iter(torch.autograd.grad(fx, wanted, u, allow_unused=True) if wanted else ())
-        ctx.info["backward"] = result
         param_grads = [next(grads) if p.requires_grad else None for p in leaves]
         return (None, None, None, None, u, *param_grads)
 

@@ -205,6 +205,16 @@ class IResNet(torch.nn.Module):
             x = block(x)
         return x
 
+    @torch.no_grad()
+    def core_states(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The input of every block on the forward pass of x, in inversion order (last block
+        first): the block solutions of core_inverse(core_forward(x)), hence its warm start."""
+        states = []
+        for block in self.blocks:
+            states.append(x)
+            x = block(x)
+        return states[::-1]
+
     def core_inverse(
         self,
         z: torch.Tensor,

@@ -19,7 +19,16 @@ class SolverConfig:
     """How to solve a fixed point: ``method`` "anderson" or "fixed_point". The adjoint
     (backward) fixed point of implicit gradients may use its own ``adjoint_method`` and
     ``adjoint_tol`` (None: the forward's): a gradient needs far less accuracy than a
-    reconstruction, and the adjoint is linear, where Anderson acceleration is at its best."""
+    reconstruction, and the adjoint is linear, where Anderson acceleration is at its best.
+
+    ``adjoint_max_iter`` caps the adjoint evaluations (None: ``max_iter``). With
+    ``adjoint_method="fixed_point"`` a cap of k gives the Neumann series of (I - J^T)^-1 v
+    truncated after k + 1 terms (the phantom gradient); 0 is Jacobian-free backpropagation
+    (u = v). Inexact by design: the gradient error is measured in ``tests/test_iresnet.py``.
+
+    ``warm_start`` (reconstruction training only): each block's inverse starts at the block's
+    input on the forward pass of the clean image, which is the solution once phi^-1(z) = x; the
+    fixed point is unique, so the start changes the evaluations, not the answer."""
 
     method: str = "anderson"
     tol: float = 1e-5
@@ -28,6 +37,8 @@ class SolverConfig:
     regularization: float = 1e-8
     adjoint_method: str | None = None
     adjoint_tol: float | None = None
+    adjoint_max_iter: int | None = None
+    warm_start: bool = False
 
     def __post_init__(self) -> None:
         for method in (self.method, self.adjoint_method or self.method):
@@ -35,6 +46,8 @@ class SolverConfig:
                 raise ValueError(f"unknown solver {method!r}; valid: {', '.join(SOLVERS)}")
         if min(self.tol, self.adjoint_tol or self.tol) <= 0 or self.max_iter < 1 or self.memory < 1:
             raise ValueError("solver needs tol > 0, max_iter >= 1 and memory >= 1")
+        if self.adjoint_max_iter is not None and self.adjoint_max_iter < 0:
+            raise ValueError("solver needs adjoint_max_iter >= 0 (or null)")
 
     def adjoint(self) -> "SolverConfig":
         """The settings of the adjoint fixed point."""
@@ -42,8 +55,10 @@ class SolverConfig:
             self,
             method=self.adjoint_method or self.method,
             tol=self.adjoint_tol or self.tol,
+            max_iter=self.max_iter if self.adjoint_max_iter is None else self.adjoint_max_iter,
             adjoint_method=None,
             adjoint_tol=None,
+            adjoint_max_iter=None,
         )
 
 

@@ -1,0 +1,226 @@
+"""Time to quality: training wall time until the iResNet reaches a validation PSNR, beside its
+unconstrained twin (the ConvResNet), and what each training lever changes.
+
+Every run trains on the same data with the workflow's own loop (``train.fit``): the demo's
+training patches (``config/config.yaml``: 512 photograph patches of 32x32, augmented), blur at
+delta = 0.025, Adam at 2e-3, batch 16, a constant rate; after every epoch it validates on the
+demo's 32 validation patches (evaluation solver, rtol 1e-5) and it stops once the best
+validation PSNR is ``--patience`` epochs old or after ``--max-epochs``. Runs go ``--workers``
+at a time, each in its own process with one thread. Training time excludes validation.
+
+For each iResNet run v and the ConvResNet c the gain G = min(gain_v, gain_c) of the final (best)
+validation PSNRs over the data's is the common target; the table gives the training seconds
+each needs to reach 95 % and 99 % of G (linear between epochs) and their ratio. On the default
+iResNet's trained net it also gives the error of each inexact gradient against the exact
+implicit gradient (adjoint solved to rtol 1e-8) on one training batch.
+
+    .venv/bin/python benchmarks/time_to_quality.py             # every lever, about 40 min
+    .venv/bin/python benchmarks/time_to_quality.py --quick     # 2 epochs each, a smoke run
+"""
+
+import argparse
+import math
+import multiprocessing
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from iresnet_inverse import config, objectives
+from iresnet_inverse.analysis.metrics import psnr
+from iresnet_inverse.data.observations import image_dataset, paired_split
+from iresnet_inverse.nets.baselines import BASELINES, build_baseline
+from iresnet_inverse.nets.iresnet import ARCHITECTURES, IResNet, build_iresnet
+from iresnet_inverse.nets.solvers import SolverConfig
+from iresnet_inverse.operators import get_operator
+from iresnet_inverse.reconstruct import reconstruct
+from iresnet_inverse.train import Run, Task, TrainSettings, fit
+
+DEMO = config.load(config.REPO_ROOT / "config" / "config.yaml")
+NOISE, LIPSCHITZ, SEED = 0.025, 0.999, 0
+TRAINING_SOLVER = dict(DEMO["train"]["solver"])
+EVALUATION_SOLVER = SolverConfig(**DEMO["evaluate"]["solver"])
+# The levers: solver settings over the demo's training solver (Anderson, rtol 1e-3, adjoint
+# 1e-2). None: the ConvResNet twin, trained supervised.
+VARIANTS: dict[str, dict[str, Any] | None] = {
+    "ConvResNet": None,
+    "iResNet (default)": {},
+    "warm start": {"warm_start": True},
+    "Neumann, 2 terms": {"adjoint_method": "fixed_point", "adjoint_max_iter": 1},
+    "Jacobian-free": {"adjoint_max_iter": 0},
+    "warm start + Neumann": {
+        "warm_start": True,
+        "adjoint_method": "fixed_point",
+        "adjoint_max_iter": 1,
+    },
+    "plain fixed point": {"method": "fixed_point", "adjoint_method": "fixed_point"},
+}
+FRACTIONS = (0.95, 0.99)
+
+
+def _data() -> dict[str, torch.Tensor]:
+    """Training patches, their blurred images, and the noisy validation pairs."""
+    images = image_dataset(DEMO["data"])
+    operator = get_operator("blur")
+    x = torch.as_tensor(paired_split(images, None, "train")[0])[:, None]
+    x_val = torch.as_tensor(paired_split(images, None, "val")[0])[:, None]
+    noise = torch.randn(x_val.shape, generator=torch.Generator().manual_seed(SEED + 1))
+    with torch.no_grad():
+        z_val = operator(x_val) + NOISE * noise
+        return {"x": x, "clean": operator(x), "x_val": x_val, "z_val": z_val}
+
+
+def _network(variant: str) -> torch.nn.Module:
+    torch.manual_seed(SEED)
+    solver = VARIANTS[variant]
+    if solver is None:
+        return build_baseline(BASELINES["convresnet_demo"])
+    config_ = SolverConfig(**{**TRAINING_SOLVER, **solver})
+    return build_iresnet(ARCHITECTURES["iresnet_demo"], LIPSCHITZ, solver=config_)
+
+
+def _settings(variant: str, epochs: int, patience: int) -> TrainSettings:
+    solver = {**TRAINING_SOLVER, **(VARIANTS[variant] or {})}
+    base = {**DEMO["train"], "epochs": epochs, "patience": patience, "lr_schedule": "constant"}
+    return TrainSettings.of({**base, "snapshots": [], "solver": solver})
+
+
+def train_variant(variant: str, epochs: int, patience: int) -> dict[str, Any]:
+    """Train one variant; per epoch its cumulative training seconds and validation PSNR."""
+    torch.set_num_threads(1)
+    data, operator = _data(), get_operator("blur")
+    net = _network(variant)
+    objective = "reconstruction" if isinstance(net, IResNet) else "supervised"
+    x_val = data["x_val"][:, 0].numpy()
+    validation_seconds: list[float] = []
+
+    def validate(model: torch.nn.Module) -> float:
+        started = time.perf_counter()
+        x_hat, _ = reconstruct(model, objective, operator, data["z_val"], EVALUATION_SOLVER)
+        validation_seconds.append(time.perf_counter() - started)
+        return float(np.mean(psnr(x_val, x_hat[:, 0].numpy())))
+
+    task = Task(objective, operator, data["x"], data["clean"], NOISE, SEED)
+    with tempfile.TemporaryDirectory() as out:
+        run = Run(Path(out), variant, variant, validate, lambda _: None)
+        history = fit(net, task, _settings(variant, epochs, patience), run)
+    training = np.cumsum(np.subtract(history.epoch_seconds, validation_seconds))
+    evaluations = [e for e in history.inverse_evaluations if not math.isnan(e)]
+    return {
+        "variant": variant,
+        "seconds": training.tolist(),
+        "val_psnr": history.val_psnr,
+        "evaluations": float(np.mean(evaluations)) if evaluations else float("nan"),
+        "state": {k: v.clone() for k, v in net.state_dict().items()},
+    }
+
+
+def time_to(seconds: list[float], scores: list[float], level: float) -> float:
+    """Training seconds until the best-so-far score first reaches ``level`` (linear between
+    epochs; the first epoch's end if it already does); inf if it never does."""
+    best = np.maximum.accumulate(scores)
+    hits = np.flatnonzero(best >= level)
+    if not len(hits):
+        return math.inf
+    i = int(hits[0])
+    if i == 0:
+        return seconds[0]
+    t0, t1, s0, s1 = seconds[i - 1], seconds[i], best[i - 1], best[i]
+    return t0 + (t1 - t0) * (level - s0) / (s1 - s0)
+
+
+def gradient_errors(state: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Relative error of each variant's parameter gradient against the exact implicit one on
+    the trained default net, one batch of 16 training patches."""
+    torch.set_num_threads(1)
+    data, operator = _data(), get_operator("blur")
+    g = torch.Generator().manual_seed(SEED + 2)
+    idx = torch.randperm(len(data["x"]), generator=g)[:16]
+    x = data["x"][idx]
+    z = data["clean"][idx] + NOISE * torch.randn(x.shape, generator=g)
+
+    def gradient(solver: dict[str, Any]) -> torch.Tensor:
+        net = _network("iResNet (default)")
+        net.load_state_dict(state)
+        config_ = SolverConfig(**{**TRAINING_SOLVER, **solver})
+        value, _ = objectives.loss("reconstruction", net, operator, x, z, solver=config_)
+        value.backward()
+        return torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
+
+    exact = gradient({"tol": 1e-6, "adjoint_tol": 1e-8, "max_iter": 500})
+    errors = {}
+    for variant, solver in VARIANTS.items():
+        if solver is not None:
+            errors[variant] = float((gradient(solver) - exact).norm() / exact.norm())
+    return errors
+
+
+def _table(runs: list[dict[str, Any]], data_psnr: float) -> list[str]:
+    by_name = {r["variant"]: r for r in runs}
+    base = by_name["ConvResNet"]
+    base_gain = max(base["val_psnr"]) - data_psnr
+    head = ["run", "epochs", "final val PSNR", "gain", "evals/block (train)"]
+    for f in FRACTIONS:
+        head += [f"s to {f:.0%} G", f"ratio {f:.0%}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for run in runs:
+        gain = max(run["val_psnr"]) - data_psnr
+        target = min(gain, base_gain)
+        row = [
+            run["variant"],
+            str(len(run["val_psnr"])),
+            f"{max(run['val_psnr']):.2f}",
+            f"{gain:.2f}",
+            f"{run['evaluations']:.2f}",
+        ]
+        for f in FRACTIONS:
+            level = data_psnr + f * target
+            mine = time_to(run["seconds"], run["val_psnr"], level)
+            theirs = time_to(base["seconds"], base["val_psnr"], level)
+            row += [f"{mine:.0f}", f"{mine / theirs:.2f}x"]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-epochs", type=int, default=80)
+    parser.add_argument("--patience", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--only", nargs="*", help="variants to run (default: all)")
+    parser.add_argument("--quick", action="store_true", help="2 epochs each")
+    args = parser.parse_args()
+    epochs = 2 if args.quick else args.max_epochs
+    variants = args.only or list(VARIANTS)
+    if "ConvResNet" not in variants:
+        variants = ["ConvResNet", *variants]
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(args.workers) as pool:
+        runs = pool.starmap(train_variant, [(v, epochs, args.patience) for v in variants])
+    data = _data()
+    data_psnr = float(np.mean(psnr(data["x_val"][:, 0].numpy(), data["z_val"][:, 0].numpy())))
+    print(
+        f"# {platform.machine()}, torch {torch.__version__}, 1 thread per run, {args.workers} "
+        f"runs at a time; blur delta {NOISE}, L {LIPSCHITZ}, demo data; data PSNR "
+        f"{data_psnr:.2f} dB; {time.perf_counter() - started:.0f} s\n"
+    )
+    print("\n".join(_table(runs, data_psnr)))
+    default = next((r for r in runs if r["variant"] == "iResNet (default)"), None)
+    if default is not None:
+        print("\n| gradient on the trained default net | relative error vs exact |\n|---|---|")
+        for variant, error in gradient_errors(default["state"]).items():
+            print(f"| {variant} | {error:.3g} |")
+    print("\nper epoch (training s, validation PSNR):")
+    for run in runs:
+        points = zip(run["seconds"], run["val_psnr"], strict=True)
+        pairs = ", ".join(f"{s:.0f}:{p:.2f}" for s, p in points)
+        print(f"- {run['variant']}: {pairs}")
+
+
+if __name__ == "__main__":
+    main()
