@@ -78,12 +78,11 @@ def _data() -> dict[str, torch.Tensor]:
 
 
 def _network(variant: str) -> torch.nn.Module:
+    """The variant's net at its seeded start; its solver settings are the training settings'."""
     torch.manual_seed(SEED)
-    solver = VARIANTS[variant]
-    if solver is None:
+    if VARIANTS[variant] is None:
         return build_baseline(BASELINES["convresnet_demo"])
-    config_ = SolverConfig(**{**TRAINING_SOLVER, **solver})
-    return build_iresnet(ARCHITECTURES["iresnet_demo"], LIPSCHITZ, solver=config_)
+    return build_iresnet(ARCHITECTURES["iresnet_demo"], LIPSCHITZ)
 
 
 def _settings(variant: str, epochs: int, patience: int | None) -> TrainSettings:
@@ -137,11 +136,13 @@ def time_to(seconds: list[float], scores: list[float], level: float) -> float:
     return t0 + (t1 - t0) * (level - s0) / (s1 - s0)
 
 
-def gradient_errors(state: dict[str, torch.Tensor]) -> dict[str, float]:
+def gradient_errors(
+    state: dict[str, torch.Tensor], data: dict[str, torch.Tensor]
+) -> dict[str, float]:
     """Relative error of each variant's parameter gradient against the exact implicit one on
     the trained default net, one batch of 16 training patches."""
     torch.set_num_threads(1)
-    data, operator = _data(), get_operator("blur")
+    operator = get_operator("blur")
     g = torch.Generator().manual_seed(SEED + 2)
     idx = torch.randperm(len(data["x"]), generator=g)[:16]
     x = data["x"][idx]
@@ -220,7 +221,7 @@ def main() -> None:
     default = next((r for r in runs if r["variant"] == "iResNet (default)"), None)
     if default is not None:
         print("\n| gradient on the trained default net | relative error vs exact |\n|---|---|")
-        for variant, error in gradient_errors(default["state"]).items():
+        for variant, error in gradient_errors(default["state"], data).items():
             print(f"| {variant} | {error:.3g} |")
     print("\nper epoch (training s, validation PSNR):")
     for run in runs:
