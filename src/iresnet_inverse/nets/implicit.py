@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from iresnet_inverse.nets.solvers import SolverConfig, SolverResult, solve
+from iresnet_inverse.nets.solvers import Map, SolverConfig, SolverResult, solve
 
 Residual = Callable[[torch.Tensor, Sequence[torch.Tensor]], torch.Tensor]
 
@@ -26,11 +26,12 @@ class _ImplicitFixedPoint(torch.autograd.Function):
         fn: Residual,
         config: SolverConfig,
         info: dict[str, SolverResult],
+        precondition: Map | None,
         x0: torch.Tensor,
         z: torch.Tensor,
         *params: torch.Tensor,
     ) -> torch.Tensor:
-        result = solve(lambda x: z + fn(x, params), x0, config)
+        result = solve(lambda x: z + fn(x, params), x0, config, precondition)
         # The statistics keep a detached x: the output itself (whose grad_fn holds ctx, which
         # holds info) would close a cycle through the autograd graph that Python's garbage
         # collector cannot see, and every training step's graph would stay in memory.
@@ -59,7 +60,7 @@ class _ImplicitFixedPoint(torch.autograd.Function):
             wanted = [p for p in leaves if p.requires_grad]
             grads = iter(torch.autograd.grad(fx, wanted, u, allow_unused=True) if wanted else ())
         param_grads = [next(grads) if p.requires_grad else None for p in leaves]
-        return (None, None, None, None, u, *param_grads)
+        return (None, None, None, None, None, u, *param_grads)
 
 
 def implicit_fixed_point(
@@ -68,10 +69,13 @@ def implicit_fixed_point(
     params: Sequence[torch.Tensor],
     config: SolverConfig,
     x0: torch.Tensor | None = None,
+    precondition: Map | None = None,
 ) -> tuple[torch.Tensor, dict[str, SolverResult]]:
-    """Solve x = z + fn(x, params); differentiable in z and params through the implicit
+    """Solve x = z + fn(x, params) (preconditioned by ``precondition``, which changes the
+    iterates, not the fixed point); differentiable in z and params through the implicit
     function theorem. Returns x and ``info`` whose "forward" (and, after backward,
     "backward") entries are the solver results."""
     info: dict[str, SolverResult] = {}
-    x = _ImplicitFixedPoint.apply(fn, config, info, z if x0 is None else x0, z, *params)
+    start = z if x0 is None else x0
+    x = _ImplicitFixedPoint.apply(fn, config, info, precondition, start, z, *params)
     return x, info

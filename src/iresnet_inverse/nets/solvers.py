@@ -26,6 +26,10 @@ class SolverConfig:
     truncated after k + 1 terms (the phantom gradient); 0 is Jacobian-free backpropagation
     (u = v). Inexact by design: the gradient error is measured in ``tests/test_iresnet.py``.
 
+    ``precondition``: step x + P(T(x) - x) with the block's Fourier preconditioner P
+    (``preconditioner.py``; convolutional blocks only, ignored by dense ones and by the adjoint).
+    The stopping test and the returned T(x) are those of the plain solve.
+
     ``warm_start`` (reconstruction training only): each block's inverse starts at the block's
     input on the forward pass of the clean image, which is the solution once phi^-1(z) = x; the
     fixed point is unique, so the start changes the evaluations, not the answer."""
@@ -39,6 +43,7 @@ class SolverConfig:
     adjoint_tol: float | None = None
     adjoint_max_iter: int | None = None
     warm_start: bool = False
+    precondition: bool = False
 
     def __post_init__(self) -> None:
         for method in (self.method, self.adjoint_method or self.method):
@@ -59,6 +64,7 @@ class SolverConfig:
             adjoint_method=None,
             adjoint_tol=None,
             adjoint_max_iter=None,
+            precondition=False,
         )
 
 
@@ -102,21 +108,27 @@ class _Tracker:
         return SolverResult(x, iterations, self.residual, self.done.clone(), evaluations)
 
 
-def fixed_point(T: Map, x0: torch.Tensor, config: SolverConfig) -> SolverResult:
-    """Plain (Banach) iteration x <- T(x)."""
+def fixed_point(
+    T: Map, x0: torch.Tensor, config: SolverConfig, precondition: Map | None = None
+) -> SolverResult:
+    """Plain (Banach) iteration x <- T(x), or x <- x + P(T(x) - x) with a preconditioner P."""
     tracker = _Tracker(x0.shape[0], config.tol, x0.device)
     x = x0
     for k in range(1, config.max_iter + 1):
         fx = T(x)
-        finished = tracker.update(_relative(fx, fx - x), k)
-        x = fx
-        if finished:
-            return tracker.result(x, k)
-    return tracker.result(x, config.max_iter)
+        step = fx - x
+        if tracker.update(_relative(fx, step), k):
+            return tracker.result(fx, k)
+        x = fx if precondition is None else x + precondition(step)
+    return tracker.result(fx, config.max_iter)
 
 
-def anderson(T: Map, x0: torch.Tensor, config: SolverConfig) -> SolverResult:
-    """Anderson acceleration (type II, full mixing) with memory ``config.memory``.
+def anderson(
+    T: Map, x0: torch.Tensor, config: SolverConfig, precondition: Map | None = None
+) -> SolverResult:
+    """Anderson acceleration (type II, full mixing) with memory ``config.memory``, of
+    x <- T(x), or of x <- x + P(T(x) - x) with a preconditioner P (the stopping test stays on
+    the residual of T).
 
     Each step takes the affine combination of the last m values T(x_j) whose residual
     combination sum_j alpha_j (T(x_j) - x_j) has least norm (a bordered least-squares system,
@@ -133,17 +145,22 @@ def anderson(T: Map, x0: torch.Tensor, config: SolverConfig) -> SolverResult:
     tracker = _Tracker(batch, config.tol, x0.device)
     x = x0.flatten(1)
     for k in range(1, config.max_iter + 1):
-        fx = T(x.view(shape)).flatten(1)
-        g = fx - x
-        if tracker.update(_relative(fx, g), k):
-            return tracker.result(fx.view(shape), k)
+        tx = T(x.view(shape)).flatten(1)
+        g = tx - x
+        if tracker.update(_relative(tx, g), k):
+            return tracker.result(tx.view(shape), k)
+        if precondition is None:
+            fx = tx
+        else:
+            g = precondition(g.view(shape)).flatten(1)
+            fx = x + g
         slot, n = (k - 1) % m, min(k, m)
         F[:, slot], G[:, slot] = fx, g
         with torch.autocast(x.device.type, enabled=False):  # mixing in float32 under autocast
             row = (G[:, slot, None] @ G[:, :n].transpose(1, 2))[:, 0]  # row-vector form: fastest
             gram[:, slot, :n], gram[:, :n, slot] = row, row
             x = _anderson_mix(gram[:, :n, :n], F[:, :n], F[:, slot], config.regularization)
-    return tracker.result(fx.view(shape), config.max_iter)
+    return tracker.result(tx.view(shape), config.max_iter)
 
 
 def _anderson_mix(
@@ -173,12 +190,14 @@ def _anderson_mix(
     return torch.where(solved[:, None], (alpha[:, None] @ F)[:, 0], fx)
 
 
-SOLVERS: dict[str, Callable[[Map, torch.Tensor, SolverConfig], SolverResult]] = {
+SOLVERS: dict[str, Callable[[Map, torch.Tensor, SolverConfig, Map | None], SolverResult]] = {
     "anderson": anderson,
     "fixed_point": fixed_point,
 }
 
 
-def solve(T: Map, x0: torch.Tensor, config: SolverConfig) -> SolverResult:
-    """Solve x = T(x) from ``x0`` with the configured method."""
-    return SOLVERS[config.method](T, x0, config)
+def solve(
+    T: Map, x0: torch.Tensor, config: SolverConfig, precondition: Map | None = None
+) -> SolverResult:
+    """Solve x = T(x) from ``x0`` with the configured method (preconditioned by P if given)."""
+    return SOLVERS[config.method](T, x0, config, precondition)
