@@ -9,6 +9,10 @@ worst case for plain iteration and resemble nets fitted to smoothing operators.
     .venv/bin/python benchmarks/inversion.py            # both architectures (a few minutes on CPU)
     .venv/bin/python benchmarks/inversion.py --quick    # demo architecture only
 
+``--preconditioner-cost``: one residual evaluation against one application and one build of the
+Fourier preconditioner, per block, for the demo and paper blocks (what decides whether its saved
+evaluations pay).
+
 Trained networks: ``--trained results/train/<cell>`` (repeatable) inverts the cell's noisy
 test data (its ``observations.nc`` found from the cell) with both methods, each plain and with
 the Fourier preconditioner, at rtol 1e-5, as evaluation does (time: the fastest of
@@ -128,6 +132,35 @@ def run_trained(cells: list[str], images: str, device: str, repeats: int) -> Non
                 )
 
 
+PRECONDITIONER_CASES = (  # architecture, image size, batch
+    ("iresnet_demo", 32, 64),
+    ("iresnet_demo", 64, 16),
+    ("iresnet_small", 96, 4),
+    ("iresnet", 96, 2),
+)
+
+
+def run_preconditioner_cost(repeats: int, device: str) -> None:
+    """Milliseconds of one evaluation of f, one application of P and one build of P, for the
+    first block of an untrained net (random weights: the costs do not depend on the values)."""
+    print("| arch | image | batch | evaluation ms | apply ms (/ eval) | build ms (/ eval) |")
+    print("|---|---|---|---|---|---|")
+    for arch, size, batch in PRECONDITIONER_CASES:
+        torch.manual_seed(0)
+        block = random_residuals(build_iresnet(arch, 0.999)).to(device).blocks[0].residual
+        with torch.no_grad():
+            weights = block.weights()
+            z = torch.rand(batch, weights[0].shape[1], size, size, device=device)
+            t_eval, _ = _fastest(repeats, block.call, z, weights)
+            t_build, precondition = _fastest(repeats, block.preconditioner, z, weights)
+            t_apply, _ = _fastest(repeats, precondition, z)
+        print(
+            f"| {arch} | {size} | {batch} | {1e3 * t_eval:.1f} | {1e3 * t_apply:.1f} "
+            f"({t_apply / t_eval:.2f}) | {1e3 * t_build:.1f} ({t_build / t_eval:.2f}) |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="demo architecture only")
@@ -135,7 +168,11 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--trained", action="append", help="a trained cell's directory")
     parser.add_argument("--images", default="results/data/images.nc")
+    parser.add_argument("--preconditioner-cost", action="store_true")
     args = parser.parse_args()
+    if args.preconditioner_cost:
+        run_preconditioner_cost(args.repeats, args.device)
+        return
     if args.trained:
         run_trained(args.trained, args.images, args.device, args.repeats)
         return
