@@ -39,12 +39,20 @@ CASES = {  # name: (architecture, image size, batch)
 }
 
 
+def _synchronize() -> None:
+    """Wait for queued GPU work, so that a timer measures it."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _timed(repeats: int, fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
     """Mean seconds per call after one warm-up call, and the last result."""
     fn(*args)
+    _synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
         out = fn(*args)
+    _synchronize()
     return (time.perf_counter() - start) / repeats, out
 
 
@@ -54,8 +62,10 @@ def _fastest(repeats: int, fn: Callable[..., Any], *args: Any) -> tuple[float, A
     fn(*args)
     best = float("inf")
     for _ in range(repeats):
+        _synchronize()
         start = time.perf_counter()
         out = fn(*args)
+        _synchronize()
         best = min(best, time.perf_counter() - start)
     return best, out
 

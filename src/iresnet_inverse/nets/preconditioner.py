@@ -51,8 +51,8 @@ def conv_symbol(weight: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     c_out, c_in, k, _ = weight.shape
     r = k // 2
     kernel = weight.new_zeros(c_out, c_in, *grid)
-    shifts = [(a - r) % grid[0] for a in range(k)], [(b - r) % grid[1] for b in range(k)]
-    kernel[:, :, torch.tensor(shifts[0])[:, None], torch.tensor(shifts[1])[None, :]] = weight
+    rows, columns = ((torch.arange(k, device=weight.device) - r) % n for n in grid)
+    kernel[:, :, rows[:, None], columns[None, :]] = weight
     return torch.fft.rfft2(kernel).conj().permute(2, 3, 0, 1)
 
 
