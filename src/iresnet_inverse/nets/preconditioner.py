@@ -9,11 +9,12 @@ its slow modes keep Anderson acceleration at ~8 evaluations per block for rtol 1
 Replacing the mask by p, each hidden channel's fraction of active pixels, gives a convolution
 Jbar = W2 diag(p) W1 that the Fourier transform diagonalises: on a grid padded by k // 2 (so that
 the circular convolution of a zero-extended image equals the zero-padded one on the image), it is
-one C x C matrix per frequency, and P = (I - Jbar)^-1 is their inverses. The preconditioned
-iteration steps x + P(T(x) - x): its fixed points are those of T (P is invertible), and it
-contracts like I - P (I - J), small when D is close to its mean. Stopping still tests the true
-residual of T, so the answer and its tolerance are those of the plain solve; only the number of
-evaluations changes. This is our addition; the papers invert by plain fixed-point iteration.
+one C x C matrix per frequency, and P = (I - Jbar)^-1 is their inverses (cropped back to the
+image). The preconditioned iteration steps x + P(T(x) - x) and contracts like I - P (I - J),
+small when D is close to its mean. Stopping still tests the residual of T itself, so an answer
+is accepted only when it solves x = T(x) to the tolerance, as in the plain solve (a sample that
+does not get there is reported, never accepted); only the number of evaluations changes. This
+is our addition; the papers invert by plain fixed-point iteration.
 """
 
 from collections.abc import Callable
