@@ -20,29 +20,17 @@ is our addition; the papers invert by plain fixed-point iteration.
 from collections.abc import Callable
 
 import torch
+from scipy.fft import next_fast_len
 
 Map = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _smooth(n: int) -> int:
-    """The smallest 2-3-5-smooth integer >= n: FFT lengths with a large prime factor (34 = 2 x
-    17) take twice as long."""
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 1
-
-
 def padded_grid(height: int, width: int, kernel_size: int) -> tuple[int, int]:
     """A grid on which the circular convolution of a zero-extended image equals the zero-padded
-    ("same") convolution on the image: at least k // 2 more pixels per axis, rounded up to an
-    FFT-friendly length."""
+    ("same") convolution on the image: at least k // 2 more pixels per axis, rounded up to a
+    2-3-5-smooth FFT length (lengths with a large prime factor, 34 = 2 x 17, took twice as long)."""
     r = kernel_size // 2
-    return _smooth(height + r), _smooth(width + r)
+    return next_fast_len(height + r, real=True), next_fast_len(width + r, real=True)
 
 
 def conv_symbol(weight: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
