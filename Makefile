@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: demo study test test-cluster lint format clean
+.PHONY: demo study studies test test-cluster lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,10 +20,18 @@ demo: $(STAMP)
 # A study config in its own directory: `make study` (config/study.yaml in studies/study/),
 # `make study STUDY=scaling` (config/scaling.yaml in studies/scaling/), ...
 STUDY ?= study
+STUDIES := $(sort $(basename $(notdir $(wildcard config/*.yaml))))
 study: $(STAMP)
+	@if [ -z "$(filter $(STUDY),$(STUDIES))" ] || [ "$(words $(STUDY))" != 1 ]; then \
+		echo "make study: STUDY='$(STUDY)' is not a config in config/; choose one of: $(STUDIES)" >&2; \
+		exit 2; fi
 	mkdir -p studies/$(STUDY)
 	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) \
 		--snakefile Snakefile --directory studies/$(STUDY) --configfile config/$(STUDY).yaml
+
+# The study configs `make study STUDY=<name>` accepts.
+studies:
+	@echo $(STUDIES)
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -1,7 +1,10 @@
 """NetCDF artifacts: attributes, provenance, cell coordinates, atomic writes, clear errors."""
 
+import errno
 import json
 import os
+import re
+import shutil
 import stat
 from pathlib import Path
 
@@ -86,6 +89,41 @@ def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(xr.Dataset, "to_netcdf", killed)
     with pytest.raises(KeyboardInterrupt):
         write_dataset(_dataset(1.0), tmp_path / "out.nc", title="t")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("error", "free", "message"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), 10**9, "the disk is full"),
+        (RuntimeError("NetCDF: HDF error"), 0, "the disk is full (0 bytes free)"),
+        (RuntimeError("[enforce fail at inline_container.cc:603]"), 100, "the disk is full"),
+        (PermissionError(errno.EACCES, "Permission denied"), 10**9, "(Permission denied)"),
+    ],
+)
+def test_a_full_disk_or_a_refused_write_names_the_file_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception, free: int, message: str
+) -> None:
+    """netCDF's "HDF error" and torch's "enforce fail" name no file: the write names the file
+    asked for, says why, and leaves neither it nor a temporary file behind."""
+
+    def fails(tmp: str) -> None:
+        Path(tmp).write_bytes(b"half a file")
+        raise error
+
+    usage = shutil.disk_usage(tmp_path)._replace(free=free)
+    monkeypatch.setattr(artifacts.shutil, "disk_usage", lambda path: usage)
+    with pytest.raises(ArtifactError, match=f"out.nc: cannot write.*{re.escape(message)}"):
+        artifacts.atomic_write(tmp_path / "out.nc", fails)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_other_runtime_errors_keep_their_traceback(tmp_path: Path) -> None:
+    def bug(tmp: str) -> None:
+        raise RuntimeError("a bug, not the disk")
+
+    with pytest.raises(RuntimeError, match="a bug, not the disk"):
+        artifacts.atomic_write(tmp_path / "out.nc", bug)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -95,6 +95,11 @@ DEMO_BLOCK = {**GOOD_BLOCK, "lipschitz": [0.99], "arch": ["iresnet_demo"]}
         ({"data": {"source": "folder", "path": "/no/such/folder"}}, "data.path"),
         ({"data": {"source": "stl10", "path": "/no/such/stl10_binary"}}, "data.path"),
         ({"grid": []}, "grid"),  # and no toy grid: nothing to run
+        ({"operators": {"blur": {"kernel_size": 10}}}, "operators.blur.kernel_size"),
+        ({"operators": {"blur": {"kernel_size": 65}}}, "operators.blur.kernel_size"),
+        ({"operators": {"diffusion": {"dt": 5}}}, "operators.diffusion.dt"),
+        ({"grid": [{**DEMO_BLOCK, "seed": [2**70]}]}, "grid[0].seed[0]"),
+        ({"grid": [{**DEMO_BLOCK, "objective": ["logdet"]}]}, "grid"),  # lifted: refused
     ],
 )  # fmt: skip
 def test_what_would_fail_in_a_job_fails_at_config_time(cfg: dict, field: str) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from skimage import color, feature, io
+from skimage import data as skdata
 
 from iresnet_inverse import config
 from iresnet_inverse.data import dead_leaves, sources
@@ -223,3 +224,36 @@ def test_synthetic_patches_join_the_training_split_only() -> None:
         )
     with pytest.raises(ValueError, match="data.synthetic"):
         image_dataset({**data, "synthetic": {"patches": 2, "r_min": 5.0, "r_max": 2.0}})
+
+
+GRAY = np.array([[0.0, 0.25], [0.5, 1.0]])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [(np.uint8, 255), (np.uint16, 65535), (np.uint32, 2**32 - 1), (np.int16, 32767)],
+)
+def test_integer_images_are_scaled_by_their_dtype_range(dtype: type, scale: int) -> None:
+    """A 16-bit photograph is not all white: every integer dtype maps its largest value to 1."""
+    image = np.round(GRAY * scale).astype(dtype)
+    np.testing.assert_allclose(sources.to_gray(image), GRAY, atol=1 / scale)
+    rgb = np.stack([image] * 3, axis=-1)  # the color path scales the same way
+    np.testing.assert_allclose(sources.to_gray(rgb), GRAY, atol=2 / scale)
+
+
+def test_bool_and_unit_float_images_are_kept_and_other_floats_refused() -> None:
+    np.testing.assert_array_equal(sources.to_gray(GRAY > 0.3), (GRAY > 0.3).astype(float))
+    np.testing.assert_array_equal(sources.to_gray(GRAY.astype(np.float32)), GRAY)
+    with pytest.raises(ValueError, match=r"values in \[0, 255\].*must lie in \[0, 1\]"):
+        sources.to_gray(GRAY * 255)
+    with pytest.raises(ValueError, match="negative values"):
+        sources.to_gray(np.array([[-1, 5]], dtype=np.int16))
+
+
+def test_a_16_bit_photograph_in_a_folder_keeps_its_contrast(tmp_path: Path) -> None:
+    eight = skdata.camera()
+    io.imsave(tmp_path / "cam16.png", eight.astype(np.uint16) * 257, check_contrast=False)
+    io.imsave(tmp_path / "cam8.png", eight, check_contrast=False)
+    images = sources.folder_images(tmp_path)
+    np.testing.assert_allclose(images["cam16"], images["cam8"], atol=1e-12)
+    assert images["cam16"].std() > 0.2  # not all white

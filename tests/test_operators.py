@@ -218,3 +218,12 @@ def test_linear_operators() -> None:
 def test_unknown_operator_lists_valid_ones() -> None:
     with pytest.raises(ValueError, match="blur, diffusion, linear2d, linear3d"):
         get_operator("radon")
+
+
+def test_diffusion_refuses_a_step_above_its_maximum_principle() -> None:
+    """dt 5 was accepted and the data left [0, 1]; the scheme's bound is dt <= 1/4."""
+    with pytest.raises(ValueError, match="dt <= 1/4"):
+        get_operator("diffusion", dt=0.3)
+    u = torch.rand(2, 1, 16, 16, dtype=torch.float64)
+    out = get_operator("diffusion", dt=0.25).double()(u)
+    assert out.min() >= u.min() - 1e-12 and out.max() <= u.max() + 1e-12

@@ -95,3 +95,21 @@ def test_snakemake_lint_reports_only_the_explained_lints(tmp_path: Path) -> None
     titles = set(re.findall(r"^    \* (.+?)(?: in line \d+)?\.:$", output, flags=re.MULTILINE))
     assert titles, output[-2000:]  # the lints were found and parsed
     assert titles <= ACCEPTED_LINTS, titles - ACCEPTED_LINTS
+
+
+def test_make_study_accepts_only_the_configs_and_lists_them() -> None:
+    """``make study STUDY=...`` runs a config of config/ in studies/<name>/ and nothing else: a
+    path outside config/ or a name with a space is refused before any directory is made."""
+    import subprocess
+
+    names = sorted(p.stem for p in (ROOT / "config").glob("*.yaml"))
+    listed = subprocess.run(
+        ["make", "-s", "studies"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert listed.stdout.split() == names
+    for bad in ("../../x", "a b", "nonexistent"):
+        result = subprocess.run(
+            ["make", "-s", "study", f"STUDY={bad}"], cwd=ROOT, capture_output=True, text=True
+        )
+        assert result.returncode == 2 and "is not a config in config/" in result.stderr, bad
+        assert not (ROOT / "studies" / bad).exists()

@@ -4,6 +4,8 @@ iResNet and a TV model saved without the workflow, and a hand-built study datase
 import io
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +164,32 @@ def test_reconstruct_errors_name_the_file(iresnet_model, tmp_path, capsys) -> No
     assert not (tmp_path / "r.png").exists()
 
 
+def test_reconstruct_never_writes_over_its_inputs(iresnet_model, tmp_path, capsys) -> None:
+    """--out or --nc naming the image, the data, the model or each other is refused before
+    any work; every file keeps its bytes."""
+    image = _png(_shapes(), tmp_path / "x.png")
+    np.save(tmp_path / "z.npy", _shapes())
+    before = {p: p.read_bytes() for p in (image, tmp_path / "z.npy", iresnet_model)}
+    same_dir = tmp_path / "sub" / ".." / "x.png"  # another spelling of the image's path
+    (tmp_path / "sub").mkdir()
+    out = ["--out", str(tmp_path / "r.png")]
+    cases = [  # (the output flag, the input it names, the arguments)
+        ("--out", "--image", ["--out", str(image)]),
+        ("--out", "--image", ["--out", str(same_dir)]),
+        ("--nc", "--model", [*out, "--nc", str(iresnet_model)]),
+        ("--out", "--data", ["--data", str(tmp_path / "z.npy"), "--out", str(tmp_path / "z.npy")]),
+        ("--nc", "--out", [*out, "--nc", str(tmp_path / "r.png")]),
+    ]
+    for output, source, args in cases:
+        argv = ["reconstruct", "--model", str(iresnet_model), "--image", str(image), *args]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"iresnet-inverse reconstruct: error: {output} "), err
+        assert f"is the file of {source}: it would be overwritten" in err, err
+    assert {p: p.read_bytes() for p in before} == before
+    assert not (tmp_path / "r.png").exists()
+
+
 # ------------------------------------------------------------------------------------------
 # summary
 
@@ -247,6 +275,28 @@ def test_summary_formats(study, capsys) -> None:
         assert cells[:5] == [row.operator, f"{row.noise_level:g}", row.method, lip, row.objective]
         assert cells[5:] == rounded
         assert line.split()[-2:] == rounded and row.method in line
+
+
+def test_reconstruct_writes_png_only(iresnet_model, tmp_path, capsys) -> None:
+    """The README promises an 8-bit PNG: another suffix is refused before any work."""
+    image = _png(_shapes(), tmp_path / "x.png")
+    argv = ["reconstruct", "--model", str(iresnet_model), "--image", str(image)]
+    assert main([*argv, "--out", str(tmp_path / "r.jpg")]) == 1
+    assert "name it *.png" in capsys.readouterr().err
+    assert not (tmp_path / "r.jpg").exists()
+    assert main([*argv, "--out", str(tmp_path / "r.png")]) == 0
+    assert skio.imread(tmp_path / "r.png").dtype == np.uint8
+    assert not list(tmp_path.glob(".r.png.*"))  # no temporary left
+
+
+def test_summary_into_a_closed_pipe_is_quiet(study) -> None:
+    """``summary | head``: a reader that stops early is not an error (no "Broken pipe")."""
+    path, _ = study
+    cmd = [sys.executable, "-m", "iresnet_inverse.cli", "summary", str(path)]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # closed before the table is written
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0 and err == b"", err
 
 
 def test_summary_of_a_missing_file(tmp_path, capsys) -> None:

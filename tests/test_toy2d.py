@@ -71,6 +71,10 @@ def test_toy_cell_through_the_command_line(tmp_path: Path) -> None:
     assert ds["grid_inverse"].squeeze().shape == ds["grid"].squeeze().shape
     assert float(ds["noise_factor"].values[0]) == 1.0 and str(ds["prior"].values[0]) == "bimodal"
     assert np.isfinite(ds["forward_error"].values).all()
+    # phi(x) on the test points, whose distance to A*A x = diag(1, 0.01) x is the forward error
+    x = read_dataset(tmp_path / "ref.nc")["x"].values.reshape(-1, 2)
+    gap = np.linalg.norm(ds["forward"].values.reshape(x.shape) - x * [1.0, 0.01], axis=1)
+    np.testing.assert_allclose(gap, ds["forward_error"].values.ravel(), rtol=1e-9)
     assert not (tmp_path / "cell" / "resume.pt").exists()
 
 
@@ -128,10 +132,11 @@ def test_divergence_training_gives_the_gaussian_map(tmp_path: Path, eps: float, 
 
 
 def _toy_cube(estimates: dict[str, str], factor: float = 1.0) -> xr.Dataset:
-    """A toy2d.nc-like cube (bimodal at delta 0.05 and 0.4, Gaussian at 0.1; eps 1) whose network
-    reconstructions are given estimators of the references, the Gaussian's scaled by factor."""
+    """A toy2d.nc-like cube (bimodal at delta 0.05 and 0.4, Gaussian at 0.1, log-cosh at 0.4;
+    eps 1) whose network reconstructions are given estimators of the references, the
+    Gaussian's scaled by factor."""
     cells, refs = [], []
-    for prior, delta in (("bimodal", 0.05), ("bimodal", 0.4), ("gaussian", 0.1)):
+    for prior, delta in (("bimodal", 0.05), ("bimodal", 0.4), ("gaussian", 0.1), ("logcosh", 0.4)):
         ref = reference_dataset(prior, 1.0, delta, points=40, seed=0)
         ref = ref.drop_vars(["prior_density", "u", "v"])
         refs.append(ref.expand_dims(prior=[prior], eps=[1.0], noise_level=[delta]))
@@ -141,6 +146,7 @@ def _toy_cube(estimates: dict[str, str], factor: float = 1.0) -> xr.Dataset:
                 {
                     "reconstruction": recon,
                     "forward_error": 0.1 * np.sqrt((ref["x"] ** 2).sum("component")),
+                    "forward": ref["x"],  # phi = identity = A^T A at eps 1
                 }
             )
             keys = dict(prior=[prior], eps=[1.0], noise_level=[delta], lipschitz=[0.99],
@@ -153,7 +159,9 @@ def test_toy_claims_are_measured_against_the_references() -> None:
     """Each claim's value recomputed from the references: a net equal to the PM reaches the PM
     (ratio 1), one equal to Tikhonov does not at delta 0.4 (where the bimodal PM beats it); the
     divergence net at the MAP is nearer the MAP (ratio 0); the Gaussian check is the relative
-    distance to the MAP; forward fidelity is the mean error over the mean norm of x."""
+    distance to the MAP; forward fidelity is the mean error over the mean norm of x; the power
+    is the MAP-PM distance over the reconstruction net's distance to the PM, on every prediction
+    row; divergence_fits_target is phi's distance to Theorem 2's map."""
     estimates = {"reconstruction": "posterior_mean", "divergence": "map", "logdet": "tikhonov"}
     table = claims_table(_toy_cube(estimates, 1.01)).set_index(["claim", "prior", "noise_level"])
     assert table.loc[("reconstruction_reaches_pm", "bimodal", 0.4), "value"] == pytest.approx(1.0)
@@ -165,17 +173,44 @@ def test_toy_claims_are_measured_against_the_references() -> None:
     logdet = table.loc[("logdet_nearer_pm", "bimodal", 0.4)]
     assert logdet["value"] == pytest.approx(distance(tik, pm) / distance(tik, map_))
     assert logdet["holds"] == (distance(tik, pm) < distance(tik, map_))
-    assert ("divergence_nearer_map", "bimodal", 0.05) not in table.index  # MAP ~ PM there
     gaussian = table.loc[("gaussian_divergence_is_map", "gaussian", 0.1)]
     assert gaussian["value"] == pytest.approx(0.01) and gaussian["holds"]
     fidelity = table.xs("forward_fidelity", level="claim")["value"]
     assert np.allclose(fidelity, 0.1)
+    # a reconstruction net exactly at the PM gives unbounded power; every prediction row has it
+    assert table.loc[("power", "bimodal", 0.4), "value"] == np.inf
+    assert table.loc[["divergence_nearer_map", "logdet_nearer_pm"], "power"].notna().all()
+    concave = table.xs("divergence_nearer_map", level="claim")["log_concave"]
+    assert concave.to_dict() == {
+        ("bimodal", 0.05): False, ("bimodal", 0.4): False, ("gaussian", 0.1): True,
+        ("logcosh", 0.4): True}  # fmt: skip
+    assert table.loc[("divergence_nearer_map", "logcosh", 0.4), "value"] == 0.0
 
-    linear = claims_table(_toy_cube({"reconstruction": "tikhonov"}))
-    row = linear[(linear["claim"] == "reconstruction_reaches_pm") & (linear["noise_level"] == 0.4)]
+    linear = claims_table(_toy_cube({"reconstruction": "tikhonov", "divergence": "map"}))
+    linear = linear.set_index(["claim", "prior", "noise_level"])
+    row = linear.loc[("reconstruction_reaches_pm", "bimodal", 0.4)]
     expected = ((tik - x) ** 2).sum(1).mean() / ((pm - x) ** 2).sum(1).mean()
-    assert row["value"].item() == pytest.approx(expected) and expected > 1.05
-    assert not row["holds"].item()
+    assert row["value"] == pytest.approx(expected) and expected > 1.05
+    assert not row["holds"]
+    # power: MAP-PM distance in units of the reconstruction net's distance to the PM, > 3 on
+    # the log-cosh cell where the linear estimator is near the PM, ~0 on the Gaussian (MAP = PM)
+    for prior, delta in (("bimodal", 0.05), ("logcosh", 0.4), ("gaussian", 0.1)):
+        ref = reference_dataset(prior, 1.0, delta, points=40, seed=0)
+        pm, map_, tik = (ref[k].values for k in ("posterior_mean", "map", "tikhonov"))
+        power = linear.loc[("power", prior, delta)]
+        assert power["value"] == pytest.approx(distance(map_, pm) / distance(tik, pm))
+        assert power["holds"] == (power["value"] >= 3)
+        assert linear.loc[("divergence_nearer_map", prior, delta), "power"] == power["value"]
+    assert linear.loc[("power", "gaussian", 0.1), "value"] < 1e-3
+
+    # the divergence net's phi against Theorem 2's phi* = x + delta^2 grad U (eps 1), U the
+    # log-cosh potential, written out: phi = identity misses it by the regularizer's share
+    ref = reference_dataset("logcosh", 1.0, 0.4, points=40, seed=0)
+    x = ref["x"].values
+    shift = 0.4**2 * (np.tanh(x / 0.2) / 0.2 + 0.5 * x)
+    expected = np.linalg.norm(shift, axis=1).mean() / np.linalg.norm(x + shift, axis=1).mean()
+    fits = table.loc[("divergence_fits_target", "logcosh", 0.4), "value"]
+    assert fits == pytest.approx(expected, rel=1e-9) and fits > 0.3
 
 
 def test_reconstruction_trained_toy_net_beats_the_linear_estimator(

@@ -455,3 +455,42 @@ def test_snapshots_that_would_not_be_budget_runs_are_refused(train: dict, messag
     cfg["train"].update(train)
     with pytest.raises(config.ConfigError, match=f"train.snapshots .*{message}"):
         config.check(config.validate(cfg))
+
+
+def test_the_resume_fingerprint_covers_everything_training_reads(monkeypatch) -> None:
+    """A resume checkpoint of a run with other operator parameters (blur sigma 3 instead of
+    5/3), data, settings or net code is not continued: its fingerprint differs."""
+    from iresnet_inverse import train
+
+    cfg = _config(epochs=2)
+    base = train.run_fingerprint(_job(cfg))
+    assert train.run_fingerprint(_job(_config(epochs=2))) == base  # stable
+    changed = {
+        "operators": {**cfg, "operators": {**cfg["operators"], "blur": {"sigma": 3.0}}},
+        "data": {**cfg, "data": {**cfg["data"], "seed": 1}},
+        "settings": _config(epochs=3),
+    }
+    for what, other in changed.items():
+        other = config.validate(other)
+        assert train.run_fingerprint(_job(other)) != base, what
+    assert train.run_fingerprint(_job(cfg), warm_start="a/model.pt") != base
+    monkeypatch.setattr(train, "training_code_version", lambda: "other code")
+    assert train.run_fingerprint(_job(cfg)) != base
+
+
+def test_a_resume_checkpoint_missing_keys_is_discarded(
+    tmp_path: Path, data: tuple[Path, Path]
+) -> None:
+    """A loadable resume.pt of this very run that lacks the optimizer (a hand-edited or
+    foreign file) is discarded with a message instead of a KeyError on every rerun."""
+    from iresnet_inverse.checkpoints import save_checkpoint
+    from iresnet_inverse.train import run_fingerprint
+
+    cfg = _config(epochs=1, patches=96)
+    tmp_path.mkdir(exist_ok=True)
+    save_checkpoint({"run_id": run_fingerprint(_job(cfg)), "epoch": 0}, tmp_path / "resume.pt")
+    result = _run(_train_command(cfg, data, tmp_path))
+    assert "resume.pt lacks elapsed, generator, history, model, optimizer, scheduler" in (
+        result.stderr
+    )
+    assert (tmp_path / "model.pt").exists() and not (tmp_path / "resume.pt").exists()

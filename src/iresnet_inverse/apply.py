@@ -17,7 +17,7 @@ import xarray as xr
 from skimage import io
 
 from iresnet_inverse.analysis.metrics import psnr, ssim
-from iresnet_inverse.artifacts import ArtifactError, variable, write_dataset
+from iresnet_inverse.artifacts import ArtifactError, atomic_write, variable, write_dataset
 from iresnet_inverse.config import validate
 from iresnet_inverse.data.sources import check_finite, to_gray
 from iresnet_inverse.models import TrainedCell, load_trained_cell
@@ -144,12 +144,20 @@ def apply_model(
     return Applied(x, z, x_hat, delta, dict(trained.cell), metrics, converged)
 
 
-def write_png(image: np.ndarray, path: str | Path) -> Path:
-    """An 8-bit gray PNG of ``image`` clipped to [0, 1]."""
+def png_path(path: str | Path) -> Path:
+    """``path`` if it names a PNG file (checked before any work), else a one-line error."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    io.imsave(path, np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8), check_contrast=False)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"--out {path}: the reconstruction is written as PNG; name it *.png")
     return path
+
+
+def write_png(image: np.ndarray, path: str | Path) -> Path:
+    """An 8-bit gray PNG of ``image`` clipped to [0, 1], written atomically (no truncated file
+    is left behind); any other suffix is refused rather than silently changing the format."""
+    path = png_path(path)
+    pixels = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+    return atomic_write(path, lambda tmp: io.imsave(tmp, pixels, check_contrast=False))
 
 
 def write_result(result: Applied, path: str | Path, model_path: str | Path) -> Path:

@@ -8,6 +8,15 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     "iresnet": {"kind": "conv", "blocks": 20, "channels": 64, "hidden": 128, "kernel_size": 5},
     "iresnet_small": {"kind": "conv", "blocks": 12, "channels": 32, "hidden": 64, "kernel_size": 5},
     "iresnet_demo": {"kind": "conv", "blocks": 6, "channels": 8, "hidden": 16, "kernel_size": 5},
+    # The demo net without the lifting (one channel): invertible on X itself, so the log-det
+    # objective is defined for it (objectives.py); ours.
+    "iresnet_demo_unlifted": {
+        "kind": "conv",
+        "blocks": 6,
+        "channels": 1,
+        "hidden": 16,
+        "kernel_size": 5,
+    },
     "toy": {"kind": "dense", "blocks": 6, "dim": 2, "hidden": 64, "layers": 2, "activation": "elu"},
     # Piecewise linear (soft-shrinkage): under Lip(f_i) <= L_i a smooth activation also bounds how
     # fast the Jacobian of f_i can change (|f''| <= ||W_2|| ||W_1||^2 max|act''|), too slowly for
@@ -59,6 +68,7 @@ BASELINES: dict[str, dict[str, Any]] = {
 LABELS = {
     "iresnet": "iResNet",
     "iresnet_small": "small iResNet",
+    "iresnet_demo_unlifted": "iResNet, unlifted (demo)",
     "unet": "U-Net",
     "convresnet": "ConvResNet",
     "diffnet": "DiffNet",

@@ -7,8 +7,10 @@ that ``xr.combine_by_coords`` assembles the study cube. Writes go to a temporary
 same directory that is renamed into place, so a killed job never leaves a partial file.
 """
 
+import errno
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
@@ -23,6 +25,9 @@ from iresnet_inverse.cells import format_value
 
 # Every key a cell may have, in coordinate order: image cells (cells.ImageCell) and toy cells
 # (cells.ToyCell).
+# Below this much free space a failed write is reported as a full disk.
+LOW_DISK_BYTES = 1 << 20
+
 ALL_KEYS = (
     "prior",
     "operator",
@@ -114,7 +119,10 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
         raise ArtifactError(f"{path}: is a directory; give a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        # The temporary name keeps the suffix, for writers that choose the format by it.
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}"
+        )
     except OSError as err:  # e.g. no permission: name the file asked for, not a temporary one
         raise ArtifactError(f"{path}: cannot write ({err.strerror})") from None
     os.close(fd)
@@ -122,6 +130,17 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        # A full disk surfaces as an OSError, an "HDF error" or torch's "enforce fail": name the
+        # file asked for; other runtime errors keep their traceback.
+        free = shutil.disk_usage(path.parent).free
+        if getattr(err, "errno", None) == errno.ENOSPC or free < LOW_DISK_BYTES:
+            raise ArtifactError(
+                f"{path}: cannot write: the disk is full ({free:,} bytes free)"
+            ) from err
+        if isinstance(err, OSError):
+            raise ArtifactError(f"{path}: cannot write ({err.strerror or err})") from err
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -4,8 +4,10 @@ tools ``reconstruct`` (a trained model on your own image) and ``summary`` (a stu
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from iresnet_inverse.artifacts import ArtifactError
@@ -111,6 +113,29 @@ def cmd_scaling_table(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     scaling_table(args.scaling, args.reconstruction).to_csv(args.out, index=False)
+
+
+def cmd_gaussian_reference(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.artifacts import read_dataset, write_dataset
+    from iresnet_inverse.gaussian_reference import reference_dataset
+
+    observations = [read_dataset(path) for path in args.observations]
+    ds = reference_dataset(cfg, read_dataset(args.images), observations, args.noise_factors)
+    title = "exact Gaussian-prior estimators on the test patches"
+    write_dataset(ds, args.out, title=title, config=cfg, rule=args.rule)
+
+
+def cmd_gaussian_check(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from pathlib import Path
+
+    from iresnet_inverse.gaussian_reference import check_table
+
+    table, skipped = check_table(args.reconstruction, args.reference)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    if skipped:
+        print(f"skipped (no dense linear reference): {', '.join(skipped)}")
+    print(table.to_string(index=False))
 
 
 def cmd_toy_claims(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
@@ -276,10 +301,28 @@ def cmd_describe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     print(f"{len(cells(cfg))} training cells")
 
 
+def _refuse_overwriting(outputs: dict[str, str | None], inputs: dict[str, str | None]) -> None:
+    """Refuse, before any work, an output path that is one of the inputs or another output
+    (the same file by any spelling or link)."""
+    seen = {Path(path).resolve(): flag for flag, path in inputs.items() if path is not None}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if key in seen:
+            raise ValueError(f"{flag} {path} is the file of {seen[key]}: it would be overwritten")
+        seen[key] = flag
+
+
 def cmd_reconstruct(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.apply import apply_model, write_png, write_result
+    from iresnet_inverse.apply import apply_model, png_path, write_png, write_result
     from iresnet_inverse.cells import ImageCell
 
+    _refuse_overwriting(
+        {"--out": args.out, "--nc": args.nc},
+        {"--model": args.model, "--image": args.image, "--data": args.data},
+    )
+    png_path(args.out)
     result = apply_model(
         args.model, args.image, args.data, args.noise_level, args.seed, args.device
     )
@@ -457,6 +500,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, help="writes results.nc here")
     p.set_defaults(func=cmd_toy_train)
 
+    p = sub.add_parser(
+        "gaussian-reference", parents=[common], help="exact estimators of the gaussian source"
+    )
+    p.add_argument("observations", nargs="+", help="observations.nc of the blur noise levels")
+    p.add_argument("--images", required=True)
+    p.add_argument(
+        "--noise-factors", type=float, nargs="+", default=[1.0], help="dhat / delta values"
+    )
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_gaussian_reference)
+
+    p = sub.add_parser(
+        "gaussian-check", parents=[common], help="test MSE of each blur cell against its target"
+    )
+    p.add_argument("reconstruction", help="reconstruction.nc (the combined study)")
+    p.add_argument("--reference", required=True, help="gaussian_reference.nc")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_gaussian_check)
+
     p = sub.add_parser("toy-claims", parents=[common], help="the toy study's claims as CSV")
     p.add_argument("toy", help="toy2d.nc (the combined toy study)")
     p.add_argument("--out", required=True)
@@ -528,6 +590,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.threads is not None:
             set_threads(args.threads)
         func(args, cfg)
+    except BrokenPipeError:  # the reader stopped early (``summary | head``): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except _expected_errors() as err:
         print(f"iresnet-inverse {args.command}: error: {err}", file=sys.stderr)
         return 1

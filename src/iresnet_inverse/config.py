@@ -83,8 +83,16 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
     if not config["grid"] and not config["toy2d"]["grid"]:
         raise ConfigError("config field grid: empty, and so is toy2d.grid: nothing to run")
     data = config["data"]
-    if data["source"] != "builtin" and not (data.get("path") and Path(data["path"]).exists()):
+    reads_files = data["source"] in ("stl10", "folder")
+    if reads_files and not (data.get("path") and Path(data["path"]).exists()):
         raise ConfigError(f"config field data.path: {data.get('path')!r} does not exist")
+    if data["source"] == "gaussian":
+        for field in ("patch_size", "named_size"):
+            if data[field] > data["gaussian"]["period"]:
+                raise ConfigError(
+                    f"config field data.gaussian.period: {data['gaussian']['period']} is smaller "
+                    f"than data.{field} {data[field]}"
+                )
     side = {"builtin": BUILTIN_SMALLEST_SIDE, "stl10": STL10_SIDE}.get(data["source"])
     for field in ("patch_size", "named_size"):
         if side is not None and data[field] > side // data["downscale"]:
@@ -93,11 +101,28 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
                 f"{data['source']} image at downscale {data['downscale']:g} "
                 f"({side // data['downscale']:g} pixels)"
             )
+    kernel = config["operators"]["blur"]["kernel_size"]
+    if kernel % 2 == 0:
+        raise ConfigError(f"config field operators.blur.kernel_size: {kernel} is even (odd only)")
+    for field in ("patch_size", "named_size"):
+        if kernel // 2 >= data[field]:  # reflect padding needs a pad below the side
+            raise ConfigError(
+                f"config field operators.blur.kernel_size: {kernel} is too large for "
+                f"data.{field} {data[field]} (its half must be below the image side)"
+            )
     grid_cells = cells(config)
     for arch in {c.arch for c in grid_cells}:
         spec = architecture(config, arch)
         if spec["kind"] == "tv" and not spec["alpha_min"] < spec["alpha_max"]:
             raise ConfigError(f"config field archs.{arch}: alpha_min must be below alpha_max")
+    for cell in grid_cells:  # objectives.logdet: log det of the map on X needs one channel
+        spec = architecture(config, cell.arch)
+        if cell.objective == "logdet" and spec["kind"] == "conv" and spec["channels"] > 1:
+            raise ConfigError(
+                f"config field grid: {cell.dir}: the log-det objective needs a net invertible "
+                f"on X, but arch {cell.arch} lifts to {spec['channels']} channels; use a "
+                "1-channel arch (e.g. iresnet_demo_unlifted)"
+            )
     names = {c.path_values for c in grid_cells}
     for cell in grid_cells:
         _check_snapshots(train_settings(config, cell), cell)

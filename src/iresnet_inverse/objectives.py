@@ -10,8 +10,8 @@ and pixels, averaged over the batch):
 
 - approximation:  1/2 ||Phi(c x) - c z||^2
 - reconstruction: 1/2 ||Phi^-1(c z) - c x||^2   (implicit gradients through the inverse)
-- logdet:         1/2 ||Phi(c x) - c z||^2 - dhat^2 log|det D Phi(c x)|
-- divergence:     1/2 ||Phi(c x) - c F*z||^2 - dhat^2 div Phi(c x)
+- logdet:         1/2 ||Phi(x) - z||^2 - dhat^2 log|det D Phi(x)|   (1-channel nets only, below)
+- divergence:     1/2 ||Phi(c x) - c F*z||^2 - dhat^2 M div phi~(x)  (phi~ the map on X, below)
 - supervised:     1/2 ||net(z) - x||^2       (the learned baselines, which map z to x directly)
 
 with z = F(x) + delta * noise and dhat = factor * delta. Training the stacked targets makes Phi
@@ -19,10 +19,23 @@ keep the diagonal {c v} on the data, so that the reconstruction mean(Phi^-1(c z)
 trained map; a loss after the channel mean (``stacked=False``, kept for comparison) fits only
 mean o Phi o c, whose inverse is not mean o Phi^-1 o c.
 
-How dhat enters on X^M: for a channel-wise Phi = (phi, ..., phi), ||Phi(c x) - c z||^2 =
-M ||phi(x) - z||^2, log|det D Phi| = M log|det D phi| and div Phi = M div phi, so with the same
-dhat every term, and the whole loss, is exactly M times the loss on X: the balance between data
-term and regularizer, and hence the Bayes estimator it targets, does not depend on M.
+How dhat enters on X^M. Write phi~ = mean o Phi o c for the map on X that data and
+reconstruction see. The data terms see Phi only on the diagonal D = {c v}: for a net that keeps
+D, ||Phi(c x) - c z||^2 = M ||phi~(x) - z||^2. A regularizer taken over all of X^M would also
+count the (M - 1) d directions off D, which nothing else sees: on X its weight would drop to
+dhat^2 / M, and a net could lower the loss there for free (trained nets did: the off-diagonal
+trace of D Phi grew fivefold while the reconstruction stood still). So each regularizer is
+that of the map on X, times M, and the whole loss stays M times the loss on X:
+
+- divergence: the Hutchinson probe is drawn on X and lifted, v = c w. Then
+  v^T D Phi(c x) v = w^T (c^T D Phi c) w = M w^T D phi~(x) w, so E_w = M div phi~(x) exactly,
+  for any Phi, channel-mixing or not, and a change of Phi off D leaves every sample unchanged.
+- log-det: log det D phi~ has no product formula when Phi mixes channels (phi~ need not even be
+  invertible, and I - D phi~ has no norm bound below 1), so the log-det objective is defined
+  only for nets invertible on X: one channel (``channels: 1``, e.g. ``iresnet_demo_unlifted``),
+  where Phi = phi~ and log det is the sum of the blocks' log det(I - J_fi). A lifted net is
+  refused. (Lifting the probes inside each block's series is not log det D phi~ either: the
+  blocks' inputs leave D, so the product of the blocks' restrictions to D is not D phi~.)
 
 The log-det loss makes phi^-1(z) a posterior-mean-type estimator, the divergence loss makes
 phi^-1(F*z) the MAP point (Heilenkoetter 2025). Reconstructions are mean(Phi^-1(c z)), except
@@ -33,13 +46,18 @@ at the data itself, F*z := DF(z)^T z (an autograd VJP), which needs nothing but 
 and equals A^T z for a linear operator A. This is our choice; the papers leave it open.
 
 Log-determinant and divergence are exact (Jacobian by autograd) in dimension <= 3. For images,
-the divergence is a Hutchinson estimate E[v^T D Phi v] with Rademacher probes v on X^M (unbiased),
-and log det D Phi = sum_i log det(I - J_fi) with the power series
-log det(I - J) = -sum_{k>=1} tr(J^k)/k, truncated after ``terms`` terms, each trace a Hutchinson
-estimate. Each trace estimate is unbiased; the truncation makes the sum biased, by at most
-d * sum_{k>terms} L_i^k / k per block (d the dimension of X^M), small for L_i ~ 0.5.
+the divergence is the lifted Hutchinson estimate above (Rademacher w on X), and
+log det(I - J) = -sum_{k>=1} tr(J^k)/k per block, each trace a Hutchinson estimate. The series is
+unbiased by a Russian roulette (Chen et al. 2019, residual flows): ``terms`` terms always, then
+term ``terms + j`` with probability q^j, weighted by q^-j; its expectation is the whole series.
+With q = (1 + L_i^2)/2 (L_i the block's Lipschitz bound, |tr(J^k)| <= d L_i^k) the weighted tail
+has finite variance because L_i^2 / q < 1; it costs q / (1 - q) extra terms on average (2.8 at
+the demo's L_i = 0.684). Without the roulette (``unbiased=False``) the truncation is biased by up
+to d sum_{k>terms} L_i^k / k per block: 6 % of the value per dimension at four terms and
+L_i = 0.684.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,7 +76,8 @@ class Estimators:
     """Hutchinson settings for image-sized log-det and divergence terms."""
 
     probes: int = 1
-    terms: int = 4
+    terms: int = 4  # log-det power-series terms always computed
+    unbiased: bool = True  # a Russian-roulette tail after ``terms`` (module docstring)
 
 
 def normal_data(operator: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
@@ -107,7 +126,8 @@ def _is_low_dimensional(h: torch.Tensor) -> bool:
 def divergence(
     net: IResNet, x: torch.Tensor, estimators: Estimators, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Phi(c x) on X^M and div Phi(c x) per sample (exact for d <= 3, Hutchinson otherwise)."""
+    """Phi(c x) on X^M and M div phi~(x) per sample, phi~ = mean o Phi o c the map on X (exact
+    for d <= 3; otherwise Hutchinson with probes drawn on X and lifted, module docstring)."""
     h = lifted_leaf(net, x)
     if _is_low_dimensional(h):
         jac = exact_jacobian(net.core_forward, h)
@@ -115,10 +135,47 @@ def divergence(
     y = net.core_forward(h)
     total = torch.zeros(h.shape[0], dtype=h.dtype, device=h.device)
     for _ in range(estimators.probes):
-        v = _rademacher(h, generator)
+        v = net.lift(_rademacher(x, generator)).contiguous()
         (vjp,) = torch.autograd.grad(y, h, v, create_graph=True)
         total = total + _sum_per_sample(vjp * v)
     return y, total / estimators.probes
+
+
+def lifted_traces(
+    net: IResNet, x: torch.Tensor, probes: int, generator: torch.Generator | None = None
+) -> tuple[float, float]:
+    """Hutchinson estimates of tr(P D Phi(c x) P) per dimension, P the projection onto the
+    diagonal D (= div phi~ / d) and onto its complement (per each of its (M - 1) d dimensions):
+    what the regularizers see of the Jacobian, and what only the lifting sees."""
+    m = net.lift_channels
+    h = lifted_leaf(net, x)
+    with torch.enable_grad():
+        y = net.core_forward(h)
+    on, off = 0.0, 0.0
+    for _ in range(probes):
+        v = net.lift(_rademacher(x, generator)).contiguous()
+        r = _rademacher(h, generator)
+        r = r - r.mean(dim=1, keepdim=True)  # the complement of D
+        for probe, sink in ((v, "on"), (r, "off")):
+            (vjp,) = torch.autograd.grad(y, h, probe, retain_graph=True)
+            value = float((vjp * probe).sum())
+            if sink == "on":
+                on += value / m
+            else:
+                off += value
+    d = x[0].numel()
+    return on / (probes * len(x) * d), off / (probes * len(x) * d * max(m - 1, 1))
+
+
+def roulette_continuation(lipschitz: float) -> float:
+    """q = (1 + L_i^2) / 2: above L_i^2, so the roulette's weighted tail has finite variance."""
+    return 0.5 * (1.0 + lipschitz**2)
+
+
+def _roulette_terms(terms: int, q: float, generator: torch.Generator | None) -> int:
+    """``terms`` plus a geometric count j >= 0 with P(j >= i) = q^i."""
+    u = float(torch.rand(1, generator=generator, dtype=torch.float64).clamp_min(1e-300))
+    return terms + int(math.floor(math.log(u) / math.log(q)))
 
 
 def block_logdet(
@@ -127,24 +184,34 @@ def block_logdet(
     estimators: Estimators,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """phi_i(h) and log det(I - J_fi(h)) per sample by the truncated, Hutchinson power series."""
+    """phi_i(h) and log det(I - J_fi(h)) per sample: the Hutchinson power series, unbiased by
+    the Russian roulette (or truncated after ``terms`` with ``unbiased=False``)."""
     h = h if h.requires_grad else h.detach().requires_grad_()
     fh = block.residual(h)
+    q = roulette_continuation(block.lipschitz)
     total = torch.zeros(h.shape[0], dtype=h.dtype, device=h.device)
     for _ in range(estimators.probes):
+        n = _roulette_terms(estimators.terms, q, generator) if estimators.unbiased else None
         v = _rademacher(h, generator)
         w = v
-        for k in range(1, estimators.terms + 1):
+        for k in range(1, (n or estimators.terms) + 1):
             (w,) = torch.autograd.grad(fh, h, w, create_graph=True)  # w = (J^T)^k v
-            total = total - _sum_per_sample(w * v) / k
+            weight = q ** -max(k - estimators.terms, 0)  # 1 / P(term k is drawn)
+            total = total - weight * _sum_per_sample(w * v) / k
     return h - fh, total / estimators.probes
 
 
 def logdet(
     net: IResNet, x: torch.Tensor, estimators: Estimators, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Phi(c x) on X^M and log|det D Phi(c x)| per sample (exact for d <= 3, else the
-    truncated Hutchinson power series per block)."""
+    """Phi(x) and log|det D Phi(x)| per sample (exact for d <= 3, else the Hutchinson power
+    series per block); for nets invertible on X only (refused when lifted, module docstring)."""
+    if net.lift_channels > 1:
+        raise ValueError(
+            f"the log-det objective needs a net invertible on X, but this one lifts X to "
+            f"{net.lift_channels} channels (log det of the map on X has no estimator there); "
+            "use a 1-channel architecture such as iresnet_demo_unlifted"
+        )
     h = lifted_leaf(net, x)
     if _is_low_dimensional(h):
         jac = exact_jacobian(net.core_forward, h)

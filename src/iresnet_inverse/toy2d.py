@@ -141,6 +141,7 @@ def train_toy_cell(
     ds = xr.Dataset(
         {
             "reconstruction": variable(("point", "component"), x_hat.numpy(), "phi^-1 of the data"),
+            "forward": variable(("point", "component"), forward.numpy(), "phi of the test points"),
             "forward_error": variable(
                 "point", (forward - target).norm(dim=1).numpy(), "||phi(x) - target map of x||"
             ),

@@ -42,6 +42,9 @@ from iresnet_inverse.runtime import generator, resolve_device
 from iresnet_inverse.tv import TotalVariation, search_alpha
 
 HISTORY_FILE, RESUME_FILE = "history.nc", "resume.pt"
+RESUME_KEYS = frozenset(
+    {"run_id", "model", "optimizer", "scheduler", "generator", "history", "epoch", "elapsed"}
+)
 
 
 class TrainingError(RuntimeError):
@@ -59,6 +62,7 @@ class History:
     val_psnr: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     lipschitz_estimate: list[list[float]] = field(default_factory=list)
+    jacobian_trace: list[list[float]] = field(default_factory=list)  # lifted nets: on / off D
     resumed_at_epochs: list[int] = field(default_factory=list)
     best_epoch: int = 0  # with early stopping: the epoch whose weights were kept (1-based)
 
@@ -74,6 +78,30 @@ def _lr_lambda(schedule: str, total_steps: int) -> Callable[[int], float]:
 def fingerprint(payload: Mapping[str, Any]) -> str:
     """A hash of everything that determines a run, to refuse resuming a different one."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def training_code_version() -> str:
+    """A hash of the sources that define the nets and their losses: a resume checkpoint written
+    by other code is not continued."""
+    package = Path(__file__).parent
+    sources = sorted((package / "nets").glob("*.py")) + [package / "objectives.py"]
+    return hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
+
+
+def run_fingerprint(job: Job, warm_start: str | Path | None = None) -> str:
+    """What an image cell's training reads: the cell, its settings and spec, the operator's
+    parameters, the data section, the warm start and the code of the nets and losses."""
+    return fingerprint(
+        {
+            "cell": dict(job.cell),
+            "settings": job.settings,
+            "spec": job.spec,
+            "operator_params": dict(job.operator_params),
+            "data": job.sections.get("data"),
+            "warm_start": str(warm_start),
+            "code": training_code_version(),
+        }
+    )
 
 
 def accelerate(
@@ -153,6 +181,7 @@ class Run:
     validate: Callable[[torch.nn.Module], float]
     log: Callable[[str], None]
     snapshot: Callable[[torch.nn.Module, int], None] | None = None  # the net after an epoch
+    diagnose: Callable[[torch.nn.Module], list[float]] | None = None  # recorded every epoch
 
 
 @dataclass
@@ -208,6 +237,11 @@ def _start(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) 
         return state
     if saved.get("run_id") != run.run_id:
         run.log(f"{run.label}: {path} belongs to another configuration; starting afresh")
+        return state
+    missing = sorted(RESUME_KEYS - set(saved))
+    if missing:
+        run.log(f"{run.label}: {path} lacks {', '.join(missing)}; discarding it, starting afresh")
+        path.unlink()
         return state
     net.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
@@ -302,6 +336,8 @@ def _end_epoch(
     net.eval()
     scores = state.history.val_psnr
     scores.append(run.validate(net))
+    if run.diagnose is not None:
+        state.history.jacobian_trace.append(run.diagnose(net))
     if settings.patience is not None and scores[-1] >= max(scores):
         state.best = {k: v.detach().clone() for k, v in net.state_dict().items()}
         state.history.best_epoch = len(scores)
@@ -412,6 +448,14 @@ def history_dataset(
         )
         ds["block_bound"] = variable((), float(net.blocks[0].lipschitz), "per-block bound L_i")
         ds = ds.assign_coords(block=np.arange(len(net.blocks)))
+    if history.jacobian_trace:
+        ds["jacobian_trace"] = variable(
+            ("epoch", "subspace"),
+            np.array(history.jacobian_trace),
+            "trace of D Phi(c x) per dimension on the diagonal D (the map on X) and off it, "
+            "at validation patches",
+        )
+        ds = ds.assign_coords(subspace=["diagonal", "off_diagonal"])
     return ds
 
 
@@ -555,9 +599,7 @@ def train_image_cell(
         x_hat, _ = reconstruct(model, cell.objective, operator, z_val_t, solver)
         return float(np.mean(psnr(x_val, x_hat[:, 0].cpu().numpy())))
 
-    identity = {"cell": dict(cell), "settings": settings, "spec": spec}
-    data = job.sections.get("data")
-    run_id = fingerprint({**identity, "warm_start": str(warm_start), "data": data})
+    run_id = run_fingerprint(job, warm_start)
     with torch.no_grad():
         clean_train = operator(x_train)
     task = Task(cell.objective, operator, x_train, clean_train, cell.noise_level, cell.seed)
@@ -567,12 +609,31 @@ def train_image_cell(
         kept = replace(meta, certificate=certificate)
         save_model(model, spec, kept, snapshot_file(out_dir, epoch))
 
-    run = Run(out_dir, run_id, label, validate, log, snapshot)
+    run = Run(
+        out_dir, run_id, label, validate, log, snapshot, _trace_diagnostic(net, x_val, device)
+    )
     history = fit(net, task, TrainSettings.of(settings), run)
     check_not_diverged(history.val_psnr[-1], x_val, label)
     steps_per_epoch = math.ceil(len(x_train) / settings["batch_size"])
     finish(net, history, spec, meta, out_dir, steps_per_epoch, settings["batch_size"], record)
     log(f"{label}: done, final validation PSNR {history.val_psnr[-1]:.2f} dB")
+
+
+def _trace_diagnostic(
+    net: torch.nn.Module, x_val: np.ndarray, device: torch.device
+) -> Callable[[torch.nn.Module], list[float]] | None:
+    """For lifted iResNets, the Jacobian traces on and off the diagonal at up to 16 validation
+    inputs (fixed probes, so epochs compare; the training generator is not touched): what the
+    regularizers see, and what only the lifting sees (``objectives.lifted_traces``)."""
+    if not (isinstance(net, IResNet) and net.lift_channels > 1):
+        return None
+    x = torch.as_tensor(x_val[:16])[:, None].to(device)
+
+    def diagnose(model: torch.nn.Module) -> list[float]:
+        probes = torch.Generator().manual_seed(0)
+        return list(objectives.lifted_traces(model, x, probes=2, generator=probes))
+
+    return diagnose
 
 
 def record_failed_trial(job: Job, error: Exception, out_dir: str | Path, rule: str) -> Path:

@@ -133,6 +133,11 @@ def all_targets():
             else []
         ),
         *(
+            [f"{RESULTS}/datasets/gaussian_reference.nc", f"{RESULTS}/datasets/gaussian_check.csv"]
+            if GAUSSIAN_CHECK
+            else []
+        ),
+        *(
             [f"{RESULTS}/datasets/toy2d.nc", f"{RESULTS}/datasets/toy_claims.csv"]
             + [
                 f"{RESULTS}/figures/{name}.{ext}"
@@ -200,6 +205,26 @@ def toy_files():
     cells = [f"{RESULTS}/toy2d/cells/{c.dir}/results.nc" for c in TOY_CELLS]
     problems = sorted({ToyReference.of(c).dir for c in TOY_CELLS})
     return cells, [f"{RESULTS}/toy2d/reference/{p}/reference.nc" for p in problems]
+
+
+# The Gaussian-prior check: the blur cells of a config with data.source gaussian (the one
+# prior whose estimators are closed form; diffusion has no dense linear reference).
+
+GAUSSIAN_CELLS = [c for c in CELLS if c.operator == "blur"]
+GAUSSIAN_CHECK = config["data"]["source"] == "gaussian" and bool(GAUSSIAN_CELLS)
+
+
+def gaussian_observation_files():
+    return [
+        f"{RESULTS}/data/{Observations('blur', d).dir}/observations.nc"
+        for d in NOISE_LEVELS.get("blur", [])
+    ]
+
+
+def gaussian_noise_factors():
+    """dhat / delta of every blur cell (1 always: the Wiener estimator's divergence target)."""
+    factors = {study_config.train_settings(config, c)["noise_factor"] for c in GAUSSIAN_CELLS}
+    return sorted(factors | {1.0})
 
 
 # Figures and archive

@@ -15,6 +15,7 @@ import xarray as xr
 
 from iresnet_inverse.data import sources
 from iresnet_inverse.data.dead_leaves import dead_leaves_patches
+from iresnet_inverse.data.gaussian_field import gaussian_dataset
 from iresnet_inverse.data.patches import build_image_dataset, builtin_split, split_by_image
 from iresnet_inverse.operators import get_operator
 
@@ -26,6 +27,8 @@ def load_images(data: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[st
     source, factor = data["source"], data["downscale"]
     if source == "builtin":
         return sources.builtin_images(factor), builtin_split()
+    if source == "gaussian":
+        raise ValueError("data.source gaussian draws its patches (image_dataset), not images")
     if not data.get("path"):
         raise ValueError(f"data.path is required for data.source {source!r}")
     read = sources.stl10_images if source == "stl10" else sources.folder_images
@@ -36,6 +39,10 @@ def load_images(data: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[st
 
 def image_dataset(data: Mapping[str, Any]) -> xr.Dataset:
     """Patches of all splits plus the named test images, as configured in ``data``."""
+    if data["source"] == "gaussian":  # drawn from the prior itself, not cut from images
+        if (data.get("synthetic") or {}).get("patches"):
+            raise ValueError("data.synthetic: dead leaves would break the gaussian source's prior")
+        return gaussian_dataset(data)
     images, split = load_images(data)
     named = data.get("named_images") or (
         ["astronaut", "camera", "chelsea"] if data["source"] == "builtin" else split["test"][:3]

@@ -110,30 +110,45 @@ def build_image_dataset(
     missing = [n for n in named if n not in split["test"]]
     if missing:
         raise ValueError(f"data.named_images: {missing} are not test images {split['test']}")
-    x = np.concatenate(blocks).astype(np.float32)
-    corner = np.concatenate(corners)
-    named_stack = np.stack([center_crop(images[n], named_size, n) for n in named]).astype(
-        np.float32
+    named_images = {n: center_crop(images[n], named_size, n) for n in named}
+    return assemble_dataset(
+        np.concatenate(blocks), splits, sources, np.concatenate(corners), named_images
     )
+
+
+def assemble_dataset(
+    patches: np.ndarray,
+    splits: list[str],
+    sources: list[str],
+    corners: np.ndarray,
+    named: Mapping[str, np.ndarray],
+) -> xr.Dataset:
+    """The image dataset every source gives (what ``observe``, ``train`` and ``evaluate``
+    read): patches (sample, y, x) with their split, source image and top-left corner in it,
+    and the named test images (name, ny, nx), all float32."""
     return xr.Dataset(
         {
-            "x": (("sample", "y", "x"), x, {"long_name": "clean image patch", "units": "1"}),
+            "x": (
+                ("sample", "y", "x"),
+                np.asarray(patches, dtype=np.float32),
+                {"long_name": "clean image patch", "units": "1"},
+            ),
             "named": (
                 ("name", "ny", "nx"),
-                named_stack,
+                np.stack(list(named.values())).astype(np.float32),
                 {"long_name": "named test image (center crop)", "units": "1"},
             ),
             "corner": (
                 ("sample", "corner_axis"),
-                corner,
+                corners,
                 {"long_name": "top-left pixel of the patch in its source image", "units": "1"},
             ),
         },
         coords={
-            "sample": np.arange(len(x)),
+            "sample": np.arange(len(patches)),
             "split": ("sample", np.array(splits)),
             "source": ("sample", np.array(sources)),
-            "name": np.array(named),
+            "name": np.array(list(named)),
             "corner_axis": np.array(["row", "column"]),
         },
     )

@@ -35,20 +35,35 @@ BUILTIN_SPLITS: dict[str, tuple[str, ...]] = {
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
+# Float images may overshoot [0, 1] by rounding (e.g. after a color conversion); more is a
+# scale the reader cannot guess (0..255 floats, say), which is refused, not clipped.
+FLOAT_RANGE_TOLERANCE = 1e-6
+
+
 def to_gray(image: np.ndarray) -> np.ndarray:
-    """Gray float image in [0, 1] from uint8/float, gray/RGB/RGBA input."""
+    """Gray float image in [0, 1] from gray/RGB/RGBA input, scaled by its dtype's range:
+    integers by their largest value (uint8 by 255, uint16 by 65535, ...; negative values are
+    refused), booleans as 0/1, floats as they are if they lie in [0, 1] (refused otherwise)."""
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] == 4:
-        image = color.rgba2rgb(image)
+        image = color.rgba2rgb(image)  # scales integers by their dtype's range
     if image.ndim == 3:
-        image = color.rgb2gray(image)
-    if image.dtype == np.uint8:
-        image = image / 255.0
-    elif image.dtype == bool:
-        image = image.astype(np.float64)
+        image = color.rgb2gray(image)  # likewise
     if image.ndim != 2:
         raise ValueError(f"expected a gray or RGB image, got shape {image.shape}")
+    if image.dtype == bool:
+        image = image.astype(np.float64)
+    elif np.issubdtype(image.dtype, np.integer):
+        if image.size and image.min() < 0:
+            raise ValueError(f"{image.dtype} image with negative values: expected intensities")
+        image = image / float(np.iinfo(image.dtype).max)
     check_finite(image)
+    low, high = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
+    if low < -FLOAT_RANGE_TOLERANCE or high > 1 + FLOAT_RANGE_TOLERANCE:
+        raise ValueError(
+            f"{image.dtype} image with values in [{low:.4g}, {high:.4g}]: float images must lie "
+            "in [0, 1] (scale it, or save it as an integer image)"
+        )
     return np.clip(image.astype(np.float64), 0.0, 1.0)
 
 

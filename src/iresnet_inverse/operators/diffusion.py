@@ -17,8 +17,11 @@ class PeronaMalik(torch.nn.Module):
 
     def __init__(self, contrast: float = 0.1, steps: int = 5, dt: float = 0.15) -> None:
         super().__init__()
-        if contrast <= 0 or steps < 1 or dt <= 0:
-            raise ValueError("diffusion needs contrast > 0, steps >= 1 and dt > 0")
+        if contrast <= 0 or steps < 1 or not 0 < dt <= 0.25:
+            raise ValueError(
+                "diffusion needs contrast > 0, steps >= 1 and 0 < dt <= 1/4 (above 1/4 the "
+                "maximum principle fails and data leave [0, 1])"
+            )
         self.contrast = contrast
         self.steps = steps
         self.dt = dt
