@@ -105,9 +105,15 @@ def _special(name: str, kind: bytes, target: str = "") -> tuple[tarfile.TarInfo,
     return info, None
 
 
-def _manifest_for(files: dict[str, bytes]) -> tuple[tarfile.TarInfo, bytes]:
-    digests = {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}
-    return _file("manifest.json", json.dumps({"files": digests}).encode())
+def _manifest_for(files: dict[str, bytes]) -> list[tuple[tarfile.TarInfo, bytes]]:
+    """manifest.json listing ``files`` and manifest.sha256 with its own digest."""
+    return _manifest_members({n: hashlib.sha256(d).hexdigest() for n, d in files.items()})
+
+
+def _manifest_members(digests: dict[str, str]) -> list[tuple[tarfile.TarInfo, bytes]]:
+    manifest = json.dumps({"files": digests}).encode()
+    own = f"{hashlib.sha256(manifest).hexdigest()}  manifest.json\n".encode()
+    return [_file("manifest.json", manifest), _file("manifest.sha256", own)]
 
 
 @pytest.mark.parametrize(
@@ -132,10 +138,35 @@ def test_only_regular_files_listed_once_with_safe_names_pass(
         [
             _file("a.nc", b"data"),
             extra,
-            _manifest_for(listed if "duplicate" not in problem else files),
+            *_manifest_for(listed if "duplicate" not in problem else files),
         ],
     )
     with pytest.raises(ArchiveError, match=re.escape(problem)):
+        verify_archive(path)
+
+
+@pytest.mark.parametrize("alias", ["./a.nc", "sub//b.nc", "sub/./b.nc"])
+def test_two_names_for_one_path_are_refused(tmp_path: Path, alias: str) -> None:
+    """ "a.nc" and "./a.nc" would extract to one file: the second is an unsafe name."""
+    files = {"a.nc": b"data", "sub/b.nc": b"more", alias: b"other"}
+    path = _tar_with(
+        tmp_path / "t.tar.gz", [*(_file(n, d) for n, d in files.items()), *_manifest_for(files)]
+    )
+    with pytest.raises(ArchiveError, match=re.escape(f"unsafe member name {alias!r}")):
+        verify_archive(path)
+
+
+def test_an_edited_manifest_is_caught(tmp_path: Path) -> None:
+    """A forged git_commit changes no listed file, but the manifest's own digest."""
+    path = _archive(tmp_path)
+    with tarfile.open(path) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+    manifest["git_commit"] = "0" * 40
+    _rewrite(path, {"manifest.json": json.dumps(manifest, indent=2).encode()})
+    with pytest.raises(ArchiveError, match="manifest.json does not match manifest.sha256"):
+        verify_archive(path)
+    _rewrite(path, {"manifest.sha256": b""})
+    with pytest.raises(ArchiveError, match="does not match manifest.sha256"):
         verify_archive(path)
 
 
@@ -153,11 +184,11 @@ def test_a_gzip_bomb_is_read_in_bounded_memory_and_stopped(tmp_path: Path) -> No
     info = tarfile.TarInfo("zeros.bin")
     info.size = size
     digest = hashlib.sha256(bytes(size)).hexdigest()
-    manifest = _file("manifest.json", json.dumps({"files": {"zeros.bin": digest}}).encode())
     path = tmp_path / "bomb.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
         tar.addfile(info, io.BufferedReader(_Zeros()))
-        tar.addfile(manifest[0], io.BytesIO(manifest[1]))
+        for member, data in _manifest_members({"zeros.bin": digest}):
+            tar.addfile(member, io.BytesIO(data))
     assert path.stat().st_size < 2**20
     tracemalloc.start()
     verify_archive(path)  # listed with its digest: passes, reading chunk by chunk

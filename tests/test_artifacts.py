@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -135,9 +136,27 @@ def test_overwrite_is_atomic(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["a.nc"]
 
 
-def test_git_commit_is_recorded() -> None:
+def test_git_commit_is_recorded_and_marks_a_dirty_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     commit = artifacts.git_commit()
-    assert commit == "unknown" or len(commit) == 40
+    assert commit == "unknown" or len(commit.removesuffix("-dirty")) == 40
+    # A repository of our own: clean, then with an edited tracked file.
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    module = repo / "pkg" / "artifacts.py"
+    module.write_text("x = 1\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "c"], check=True)
+    monkeypatch.setattr(artifacts, "__file__", str(module))
+    clean = artifacts.git_commit()
+    assert len(clean) == 40
+    (repo / "untracked.txt").write_text("ignored")  # untracked files do not count
+    assert artifacts.git_commit() == clean
+    module.write_text("x = 2\n")
+    assert artifacts.git_commit() == f"{clean}-dirty"
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])

@@ -42,6 +42,14 @@ def test_describe_prints_table1_parameter_counts() -> None:
     assert rows["tv"] == ["0"]
 
 
+def test_describe_without_a_config_says_it_describes_the_defaults() -> None:
+    command = [sys.executable, "-m", "iresnet_inverse.cli", "describe"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[0] == (
+        "config: the schema's defaults (the demo is --config config/config.yaml)"
+    )
+
+
 @pytest.mark.parametrize("name", ["unet", "unet_demo", "convresnet_demo", "diffnet"])
 def test_baselines_start_at_the_identity(name: str) -> None:
     net = build_baseline(BASELINES[name])

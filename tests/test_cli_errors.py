@@ -1,6 +1,7 @@
 """The command line fails in one line naming the culprit, never with a traceback."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,45 @@ def test_an_output_that_cannot_be_written_names_itself(tmp_path: Path, out: str)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"{target}: " in result.stderr
     assert ".tmp" not in result.stderr
+
+
+def _tampered_jobs() -> dict[str, str]:
+    """A real job of the ci config, each hand-edited one way."""
+    from iresnet_inverse import config
+    from iresnet_inverse.jobs import image_job
+
+    cfg = config.load(Path(__file__).parents[1] / "config" / "ci.yaml")
+    good = json.loads(image_job(cfg, config.cells(cfg)[0], ("data",)).to_json())
+
+    def edit(change: object) -> str:
+        record = json.loads(json.dumps(good))
+        change(record)
+        return json.dumps(record)
+
+    return {
+        "settings: config field batch_size": edit(lambda r: r["settings"].update(batch_size=0)),
+        "settings: lack learning_rate": edit(lambda r: r["settings"].pop("learning_rate")),
+        "settings: config field solver.tol": edit(lambda r: r["settings"]["solver"].update(tol=-1)),
+        "settings: config field (top level): [1, 2] is not": edit(
+            lambda r: r.update(settings=[1, 2])
+        ),
+        "is not a job (ValueError": edit(lambda r: r["cell"].update(lipschitz="abc")),
+    }
+
+
+@pytest.mark.parametrize("name", list(_tampered_jobs()))
+def test_a_tampered_job_is_refused_in_one_line(name: str) -> None:
+    """Values no rule would pass (batch size 0 gave a ZeroDivisionError, a missing setting a
+    KeyError) are refused when the job is read."""
+    from iresnet_inverse.jobs import Job
+
+    with pytest.raises(ValueError, match=re.escape(name)):
+        Job.from_json(_tampered_jobs()[name])
+
+
+def test_a_tampered_job_on_the_command_line_gives_one_line(tmp_path: Path) -> None:
+    job = _tampered_jobs()["settings: config field batch_size"]
+    result = _cli("train", "--job-json", job, "--images", "i", "--observations", "o",
+                  "--out-dir", str(tmp_path))  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--job-json settings: config field batch_size: 0 is less than" in result.stderr

@@ -100,6 +100,12 @@ DEMO_BLOCK = {**GOOD_BLOCK, "lipschitz": [0.99], "arch": ["iresnet_demo"]}
         ({"operators": {"diffusion": {"dt": 5}}}, "operators.diffusion.dt"),
         ({"grid": [{**DEMO_BLOCK, "seed": [2**70]}]}, "grid[0].seed[0]"),
         ({"grid": [{**DEMO_BLOCK, "objective": ["logdet"]}]}, "grid"),  # lifted: refused
+        ({"analysis": {"crop": 41}}, "analysis.crop"),
+        ({"analysis": {"clusters": 500, "pixels": 300}}, "analysis.clusters"),
+        ({"analysis": {"masks": {"camera": "/no/such/mask.png"}}}, "analysis.masks.camera"),
+        ({"figures": {"cmap": "no_such_map"}}, "figures.cmap"),
+        ({"train": {"compile": "bogus"}}, "train.compile"),
+        ({"search": {"learning_rate": [1e-2, 1e-4]}}, "search.learning_rate"),
     ],
 )  # fmt: skip
 def test_what_would_fail_in_a_job_fails_at_config_time(cfg: dict, field: str) -> None:

@@ -18,7 +18,7 @@ from skimage import io as skio
 from iresnet_inverse.analysis.metrics import psnr
 from iresnet_inverse.apply import apply_model, evaluation_solver
 from iresnet_inverse.archs import label
-from iresnet_inverse.artifacts import combine_cells, write_dataset
+from iresnet_inverse.artifacts import combine_cells, read_dataset, write_dataset
 from iresnet_inverse.cli import main
 from iresnet_inverse.models import ModelMeta, load_trained_cell, save_model
 from iresnet_inverse.nets.iresnet import build_iresnet
@@ -277,6 +277,46 @@ def test_summary_formats(study, capsys) -> None:
         assert line.split()[-2:] == rounded and row.method in line
 
 
+def test_reconstruct_refuses_what_it_cannot_handle_before_working(
+    iresnet_model, tmp_path, capsys, monkeypatch
+) -> None:
+    """Images too small for the operator, too large for memory (limit lowered here), empty,
+    an .npz named .npy, a decompression bomb, and devices that are not there: one line each,
+    naming the culprit, and no output."""
+    from PIL import Image
+
+    from iresnet_inverse import apply
+
+    image = _png(_shapes(), tmp_path / "x.png")
+    np.save(tmp_path / "tiny.npy", np.zeros((5, 5)))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 0)))
+    np.savez(tmp_path / "packed.npz", a=np.zeros((SIDE, SIDE)))
+    (tmp_path / "packed.npz").rename(tmp_path / "packed.npy")
+    cases = {
+        "tiny.npy: a 5x5 image is too small; the operator and the nets need at least 16x16": [
+            "--image", str(tmp_path / "tiny.npy")
+        ],
+        "empty.npy: a 0x0 image is too small": ["--image", str(tmp_path / "empty.npy")],
+        "packed.npy: not a readable image (an .npz archive, not an .npy array)": [
+            "--image", str(tmp_path / "packed.npy")
+        ],
+        "device: 'bogus' is not a device": ["--image", str(image), "--device", "bogus"],
+        "device: cuda:7 requested but": ["--image", str(image), "--device", "cuda:7"],
+    }  # fmt: skip
+    out = ["--model", str(iresnet_model), "--out", str(tmp_path / "r.png")]
+    for message, args in cases.items():
+        assert main(["reconstruct", *out, *args]) == 1, message
+        err = capsys.readouterr().err
+        assert err.startswith("iresnet-inverse reconstruct: error:") and message in err, err
+    monkeypatch.setattr(apply, "MAX_PIXELS", 1000)
+    assert main(["reconstruct", *out, "--image", str(image)]) == 1
+    assert "40x40 is larger than 1,000 pixels" in capsys.readouterr().err
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 40 x 40 is a bomb at this limit
+    assert main(["reconstruct", *out, "--image", str(image)]) == 1
+    assert "x.png: not a readable image" in capsys.readouterr().err
+    assert not (tmp_path / "r.png").exists()
+
+
 def test_reconstruct_writes_png_only(iresnet_model, tmp_path, capsys) -> None:
     """The README promises an 8-bit PNG: another suffix is refused before any work."""
     image = _png(_shapes(), tmp_path / "x.png")
@@ -287,6 +327,15 @@ def test_reconstruct_writes_png_only(iresnet_model, tmp_path, capsys) -> None:
     assert main([*argv, "--out", str(tmp_path / "r.png")]) == 0
     assert skio.imread(tmp_path / "r.png").dtype == np.uint8
     assert not list(tmp_path.glob(".r.png.*"))  # no temporary left
+
+
+def test_summary_refuses_budget_curves(study, tmp_path, capsys) -> None:
+    """scaling.nc has a curve per cell (dimension samples): averaging it would mix budgets."""
+    path, _ = study
+    curves = read_dataset(path).expand_dims(samples=[512, 1024])
+    write_dataset(curves, tmp_path / "scaling.nc", title="t")
+    assert main(["summary", str(tmp_path / "scaling.nc")]) == 1
+    assert "it varies over ['samples']" in capsys.readouterr().err
 
 
 def test_summary_into_a_closed_pipe_is_quiet(study) -> None:

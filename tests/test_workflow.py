@@ -120,6 +120,32 @@ def test_second_run_has_nothing_to_do(finished_run: Path) -> None:
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def test_a_cell_without_its_model_is_trained_again(finished_run: Path) -> None:
+    """A forced rerun killed mid-training leaves a cell's directory without model.pt while its
+    metrics and the study datasets remain: the cell must not count as complete."""
+    model = next((finished_run / "results" / "train").rglob("model.pt"))
+    aside = model.with_name("model.pt.aside")
+    model.rename(aside)
+    try:
+        result = run_snakemake(finished_run, "--dry-run")
+    finally:
+        aside.rename(model)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "train" in _scheduled_rules(result.stdout + result.stderr)
+
+
+def test_a_grid_of_regularized_cells_alone_plans_no_method_figures(tmp_path: Path) -> None:
+    """Log-det and divergence cells without reconstruction-trained nets or baselines (the dhat
+    ablation): no method to compare, so no examples figure that would crash on none."""
+    cfg = yaml.safe_load((ROOT / "config" / "dhat.yaml").read_text())
+    path = tmp_path / "regularized.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    result = run_snakemake(tmp_path, "--dry-run", configfile=path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    scheduled = _scheduled_rules(result.stdout + result.stderr)
+    assert "train" in scheduled and "figure_reconstruction" not in scheduled, scheduled
+
+
 def test_figure_setting_change_reruns_only_figures(finished_run: Path) -> None:
     cfg = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
     cfg["figures"] = {"dpi": 90}

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
+from PIL import Image
 from skimage import io
 
 from iresnet_inverse.analysis.metrics import psnr, ssim
@@ -24,6 +25,12 @@ from iresnet_inverse.models import TrainedCell, load_trained_cell
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.reconstruct import reconstruct
 from iresnet_inverse.runtime import generator, resolve_device
+
+# The image sizes reconstruct takes: the blur's reflect padding and the saliency crops need some
+# pixels; the inversion's memory grows with the pixel count (an outside review saw a 3000 x 3000
+# image ask for 8.7 GB), so larger images are refused up front rather than after minutes of work.
+MIN_SIDE = 16
+MAX_PIXELS = 2048 * 2048
 
 
 @dataclass
@@ -48,13 +55,37 @@ def read_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise ArtifactError(f"{path}: image not found")
     try:
-        image = np.load(path) if path.suffix == ".npy" else to_gray(io.imread(path))
+        image = _load_npy(path) if path.suffix == ".npy" else to_gray(io.imread(path))
         check_finite(image)
-    except (OSError, ValueError, SyntaxError) as err:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise ArtifactError(f"{path}: not a readable image ({err})") from err
     if image.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D (gray) array, got shape {image.shape}")
+    if image.size > MAX_PIXELS:
+        raise ValueError(
+            f"{path}: {image.shape[0]}x{image.shape[1]} is larger than {MAX_PIXELS:,} pixels "
+            "(memory of the inversion); crop or downscale it"
+        )
     return np.asarray(image, dtype=np.float64)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """An array stored with ``np.save`` (never a pickle, nor an .npz archive named .npy)."""
+    loaded = np.load(path, allow_pickle=False)
+    if not isinstance(loaded, np.ndarray):
+        loaded.close()
+        raise ValueError("an .npz archive, not an .npy array")
+    return loaded
+
+
+def check_size(image: np.ndarray, operator: torch.nn.Module, path: str | Path) -> None:
+    """Refuse, before any work, an image smaller than the operator and the nets can take."""
+    smallest = max(MIN_SIDE, getattr(operator, "kernel_size", 1) // 2 + 1)
+    if min(image.shape) < smallest:
+        raise ValueError(
+            f"{path}: a {image.shape[0]}x{image.shape[1]} image is too small; the operator and "
+            f"the nets need at least {smallest}x{smallest} pixels"
+        )
 
 
 def evaluation_solver() -> SolverConfig:
@@ -113,10 +144,13 @@ def _observed(
     if image_path is None and data_path is None:
         raise ValueError("give an image (--image) to simulate data from, or data (--data)")
     x = None if image_path is None else read_image(image_path)
+    if x is not None:
+        check_size(x, trained.operator, image_path)
     if data_path is None:
         delta = float(trained.cell["noise_level"] if noise_level is None else noise_level)
         return x, simulate_data(trained.operator, x, delta, seed), delta
     z = read_image(data_path)
+    check_size(z, trained.operator, data_path)
     if x is not None and x.shape != z.shape:
         raise ValueError(
             f"{data_path}: data of shape {z.shape} do not match the image {image_path} "

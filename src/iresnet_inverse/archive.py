@@ -17,6 +17,9 @@ import yaml
 from iresnet_inverse.artifacts import git_commit
 
 MANIFEST = "manifest.json"
+# The manifest's own sha256 (``sha256sum`` format), so that an edit of the manifest itself (a
+# forged git_commit, say) is caught as an edit of any other member is.
+MANIFEST_DIGEST = "manifest.sha256"
 MAX_MANIFEST = 2**24  # bytes
 
 
@@ -54,6 +57,7 @@ def build_archive(
         "files": {name: _sha256(data) for name, data in sorted(payload.items())},
     }
     payload[MANIFEST] = json.dumps(manifest, indent=2).encode()
+    payload[MANIFEST_DIGEST] = f"{_sha256(payload[MANIFEST])}  {MANIFEST}\n".encode()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -81,7 +85,10 @@ def verify_archive(path: str | Path, max_bytes: int = 64 * 2**30) -> dict[str, A
         raise ArchiveError(f"{path}: not a readable archive ({err})") from err
     if problems:
         raise ArchiveError(f"{path}: " + "; ".join(problems))
-    manifest = _manifest(path, digests.pop(MANIFEST, None))
+    raw = digests.pop(MANIFEST, None)
+    manifest = _manifest(path, raw)
+    if digests.pop(MANIFEST_DIGEST, None) != f"{_sha256(raw)}  {MANIFEST}\n".encode():
+        raise ArchiveError(f"{path}: {MANIFEST} does not match {MANIFEST_DIGEST} (altered)")
     expected = manifest["files"]
     problems = [f"missing {n}" for n in sorted(set(expected) - set(digests))]
     problems += [f"unlisted {n}" for n in sorted(set(digests) - set(expected))]
@@ -105,7 +112,8 @@ def _member_digests(
             problems.append(f"{name} is not a regular file ({_kind(member)})")
             continue
         parts = PurePosixPath(name).parts
-        if PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name or not parts:
+        unsafe = PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name or not parts
+        if unsafe or str(PurePosixPath(name)) != name:  # "./a", "a//b": aliases of "a", "a/b"
             problems.append(f"unsafe member name {name!r}")
             continue
         if name in digests:
@@ -115,7 +123,7 @@ def _member_digests(
         if unpacked > max_bytes:
             problems.append(f"more than {max_bytes} bytes unpacked; not read further")
             break
-        if name == MANIFEST:
+        if name in (MANIFEST, MANIFEST_DIGEST):
             digests[name] = tar.extractfile(member).read(MAX_MANIFEST + 1)
             continue
         digest, stream = hashlib.sha256(), tar.extractfile(member)

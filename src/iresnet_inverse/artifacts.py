@@ -56,19 +56,27 @@ class ArtifactError(RuntimeError):
 
 
 def git_commit() -> str:
-    """The commit of the source tree this package runs from, or "unknown"."""
+    """The commit of the source tree this package runs from, with ``-dirty`` appended when
+    tracked files differ from it (as ``git describe --dirty`` does), or "unknown"."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
+        commit = _git("rev-parse", "HEAD")
+        return (
+            f"{commit}-dirty" if _git("status", "--porcelain", "--untracked-files=no") else commit
         )
-        return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def _git(*args: str) -> str:
+    out = subprocess.run(
+        ["git", *args],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    return out.stdout.strip()
 
 
 def package_versions() -> dict[str, str]:

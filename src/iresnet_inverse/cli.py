@@ -283,8 +283,12 @@ def cmd_describe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
         "convresnet": 4_263_873,
     }
     size = cfg["data"]["patch_size"]
+    described = args.config or ("--config-json" if args.config_json != "{}" else None)
+    if described is None:
+        print("config: the schema's defaults (the demo is --config config/config.yaml)")
     archs = list(dict.fromkeys(cell["arch"] for cell in cells(cfg)))
-    print(f"{'arch':<18} {'kind':<11} {'parameters':>12} {'Table 1':>12}   (patch size {size})")
+    w = max(18, *(len(a) for a in archs))
+    print(f"{'arch':<{w}} {'kind':<11} {'parameters':>12} {'Table 1':>12}   (patch size {size})")
     for arch in archs:
         spec = architecture(cfg, arch)
         cell = next(c for c in cells(cfg) if c["arch"] == arch)
@@ -297,7 +301,7 @@ def cmd_describe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
         net = build_network(spec, meta)
         builtin = {**ARCHITECTURES, **BASELINES}.get(arch)
         paper = f"{table1[arch]:>12,}" if arch in table1 and spec == builtin else ""
-        print(f"{arch:<18} {spec['kind']:<11} {count_parameters(net):>12,} {paper}".rstrip())
+        print(f"{arch:<{w}} {spec['kind']:<11} {count_parameters(net):>12,} {paper}".rstrip())
     print(f"{len(cells(cfg))} training cells")
 
 
@@ -366,8 +370,15 @@ def _tool_parsers(sub: argparse._SubParsersAction) -> None:
         "reconstruct", parents=[tool], help="apply a trained model.pt to your own image"
     )
     p.add_argument("--model", required=True, help="results/train/<cell>/model.pt")
-    p.add_argument("--image", help="the clean image (gray or RGB; .npy: a 2-D array)")
-    p.add_argument("--data", help="observed data z of the image's shape (default: simulated)")
+    p.add_argument(
+        "--image",
+        help="the clean image (gray or RGB; .npy: a 2-D array); required unless --data is given",
+    )
+    p.add_argument(
+        "--data",
+        help="observed data z of the image's shape (default: simulated from --image); --image "
+        "or --data is required",
+    )
     p.add_argument(
         "--noise-level",
         type=_noise_level,
@@ -375,8 +386,8 @@ def _tool_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated noise")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--out", required=True, help="the reconstruction as an 8-bit PNG")
-    p.add_argument("--nc", help="also write x, z and x_hat to this NetCDF file")
+    p.add_argument("--out", required=True, help="the reconstruction as an 8-bit PNG (*.png)")
+    p.add_argument("--nc", help="also write x, the data z and x_hat to this NetCDF file")
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("summary", parents=[tool], help="mean PSNR/SSIM per method of a study")
@@ -545,7 +556,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_training_curves)
 
     p = sub.add_parser(
-        "describe", parents=[common], help="print the config's architectures and sizes"
+        "describe",
+        parents=[common],
+        help="print the config's architectures and sizes (without --config: the schema's defaults)",
     )
     p.set_defaults(func=cmd_describe)
 

@@ -135,12 +135,45 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
                     "which is not in the grid"
                 )
     search_cells(config)  # a searched arch without a cell at the searched operator and delta
+    low, high = config["search"]["learning_rate"]
+    if not low < high:
+        raise ConfigError(f"config field search.learning_rate: [{low:g}, {high:g}] is not low-high")
+    if analysis_cells(config):
+        _check_analysis(config["analysis"], data)
+    if config["figures"]["cmap"] != "gray":  # matplotlib only when a colormap is asked for
+        from matplotlib import colormaps
+
+        if config["figures"]["cmap"] not in colormaps:
+            raise ConfigError(
+                f"config field figures.cmap: {config['figures']['cmap']!r} is not a matplotlib "
+                "colormap"
+            )
     for index, block in enumerate(config["toy2d"]["grid"]):
         name = _toy_block_arch(config, block)
         if architecture(config, name)["kind"] != "dense":
             field = f"toy2d.grid[{index}].arch" if "arch" in block else "toy2d.arch"
             raise ConfigError(f"config field {field}: {name!r} is not a dense architecture")
     return config
+
+
+def _check_analysis(analysis: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    """What the probes would reject after training: a saliency crop that leaves no interior
+    pixel, more clusters than pixels, a subject mask that is not there."""
+    side = min(data["patch_size"], data["named_size"])
+    if analysis["crop"] >= side:
+        raise ConfigError(
+            f"config field analysis.crop: {analysis['crop']} leaves no interior pixel in "
+            f"{side}-pixel images (data.patch_size / data.named_size)"
+        )
+    for field in ("clusters", "k_max"):
+        if analysis[field] >= analysis["pixels"]:
+            raise ConfigError(
+                f"config field analysis.{field}: {analysis[field]} is not below analysis.pixels "
+                f"{analysis['pixels']}"
+            )
+    for name, path in analysis["masks"].items():
+        if not Path(path).is_file():
+            raise ConfigError(f"config field analysis.masks.{name}: {path} does not exist")
 
 
 def _check_snapshots(settings: Mapping[str, Any], cell: ImageCell) -> None:

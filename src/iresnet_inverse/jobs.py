@@ -6,13 +6,21 @@ change elsewhere in the config reruns nothing, and it is the provenance (``confi
 outputs record.
 """
 
+import copy
 import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from iresnet_inverse.cells import Cell, ImageCell, ToyCell
-from iresnet_inverse.config import architecture, toy_arch, toy_train_settings, train_settings
+from iresnet_inverse.config import (
+    ConfigError,
+    architecture,
+    toy_arch,
+    toy_train_settings,
+    train_settings,
+    validate,
+)
 
 CELL_KINDS: dict[str, type[Cell]] = {"image": ImageCell, "toy": ToyCell}
 
@@ -44,9 +52,17 @@ class Job:
         try:
             record = json.loads(text)
             cell = CELL_KINDS[record.pop("kind")].of(record.pop("cell"))
-            return cls(cell=cell, **record)
-        except (ValueError, KeyError, TypeError) as err:
+            job = cls(cell=cell, **record)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"--job-json is not a job ({type(err).__name__}: {err})") from None
+        try:  # values a rule would never pass (a hand-edited job): one line, not a traceback
+            complete = validate(copy.deepcopy(job.settings), "train")
+        except ConfigError as err:
+            raise ConfigError(f"--job-json settings: {err}") from None
+        missing = sorted(set(complete) - set(job.settings))  # a rule passes them all, resolved
+        if missing:
+            raise ConfigError(f"--job-json settings: lack {', '.join(missing)}")
+        return job
 
     def section(self, name: str) -> Any:
         if name not in self.sections:

@@ -116,6 +116,12 @@ def summary_table(reconstruction_path: str | Path) -> pd.DataFrame:
     missing = [v for v in variables + list(ImageCell.KEYS) if v not in study.variables]
     if missing:
         raise ValueError(f"{reconstruction_path}: not a reconstruction dataset (no {missing})")
+    extra = sorted(set(study["psnr"].dims) - {*ImageCell.KEYS, "image"})
+    if extra:  # scaling.nc holds a curve per cell: a mean over it would mix budgets
+        raise ValueError(
+            f"{reconstruction_path}: not a reconstruction dataset (it varies over {extra}, as "
+            "the budget curves of scaling.nc do); give results/datasets/reconstruction.nc"
+        )
     frame = study[variables].to_dataframe().reset_index()
     frame["objective"] = frame["objective"].astype(str)
     rows = pd.concat([_data_rows(frame), _method_rows(frame)], ignore_index=True)

@@ -22,7 +22,15 @@ from iresnet_inverse.jobs import Job
 from iresnet_inverse.nets.iresnet import IResNet, build_iresnet
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
-from iresnet_inverse.train import Run, Task, TrainSettings, end_run, fingerprint, fit
+from iresnet_inverse.train import (
+    Run,
+    Task,
+    TrainSettings,
+    end_run,
+    fingerprint,
+    fit,
+    training_code_version,
+)
 
 
 def toy_operator(prior: str, eps: float) -> torch.nn.Module:
@@ -127,6 +135,7 @@ def train_toy_cell(
             "settings": dict(settings),
             "spec": dict(spec),
             "points": training_points,
+            "code": training_code_version(),
         }
     )
     label = cell.dir

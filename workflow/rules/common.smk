@@ -90,7 +90,11 @@ def cell_job_json(wc, *sections):
 def all_targets():
     """Everything a run makes: the imaging study when the grid has cells (a config may hold the
     toy study alone), the toy study when toy2d.grid has cells."""
+    # Every cell's own outputs too: Snakemake does not rerun a job whose outputs are missing
+    # while everything downstream is present, so a forced rerun killed mid-training would leave
+    # the cell "complete" without its model.
     image_study = [
+        *[f"{RESULTS}/train/{c.dir}/{name}" for c in CELLS for name in ("model.pt", "history.nc")],
         f"{RESULTS}/data/images.nc",
         *observation_files(),
         *expand(f"{RESULTS}/figures/operators.{{ext}}", ext=["png", "pdf"]),
@@ -232,11 +236,15 @@ def gaussian_noise_factors():
 
 def reconstruction_figures():
     """Figure names for the reconstruction study: the iResNet figures need reconstruction-
-    trained iResNet cells; the examples figure is drawn per operator."""
+    trained iResNet cells, the method figures those or baselines; the examples figure is drawn
+    per operator."""
     invertible = any(
         c["objective"] == "reconstruction" and c["lipschitz"] != study_config.UNCONSTRAINED
         for c in CELLS
     )
+    baselines = any(c["lipschitz"] == study_config.UNCONSTRAINED for c in CELLS)
+    if not (invertible or baselines):  # only log-det / divergence cells: no method to compare
+        return []
     names = list(RECONSTRUCTION_FIGURES) if invertible else ["methods_vs_noise"]
     return names + [f"examples_{op}" for op in OPERATOR_NAMES]
 
