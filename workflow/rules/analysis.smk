@@ -16,7 +16,7 @@ rule probe:
         probe="|".join(PROBES),
     # Probes run as soon as their net is trained, ahead of waiting training jobs, so that none
     # is left to run alone after the figures that do not need it.
-    priority: 1
+    priority: 3
     threads: config["threads"]
     resources:
         **DEVICE_RESOURCES,

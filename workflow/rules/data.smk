@@ -8,6 +8,9 @@ rule data:
         f"{RESULTS}/logs/data.log",
     benchmark:
         f"{RESULTS}/benchmarks/data.tsv"
+    # The image study's critical path first (data, then training; the probes and evaluations
+    # of a trained net before the next training); the many short toy jobs fill in around it.
+    priority: 4
     threads: 1
     resources:
         **JOB_RESOURCES,
@@ -25,6 +28,7 @@ rule observe:
         OBSERVATIONS,
     log:
         f"{RESULTS}/logs/observe/{Observations.pattern()}.log",
+    priority: 4
     threads: 1
     resources:
         **JOB_RESOURCES,

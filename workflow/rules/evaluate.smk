@@ -12,6 +12,7 @@ rule evaluate:
         f"{RESULTS}/logs/evaluate/{CELL_PATTERN}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{CELL_PATTERN}.tsv"
+    priority: 3
     threads: config["threads"]
     resources:
         **DEVICE_RESOURCES,

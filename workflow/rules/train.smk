@@ -14,6 +14,8 @@ rule train:
         f"{RESULTS}/logs/train/{CELL_PATTERN}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{CELL_PATTERN}.tsv"
+    # Before the toy jobs (priority 0), after data and probes (workflow/rules/data.smk).
+    priority: 2
     threads: config["threads"]
     resources:
         **DEVICE_RESOURCES,
