@@ -156,13 +156,10 @@ def lifted_traces(
         v = net.lift(_rademacher(x, generator)).contiguous()
         r = _rademacher(h, generator)
         r = r - r.mean(dim=1, keepdim=True)  # the complement of D
-        for probe, sink in ((v, "on"), (r, "off")):
-            (vjp,) = torch.autograd.grad(y, h, probe, retain_graph=True)
-            value = float((vjp * probe).sum())
-            if sink == "on":
-                on += value / m
-            else:
-                off += value
+        (jv,) = torch.autograd.grad(y, h, v, retain_graph=True)
+        (jr,) = torch.autograd.grad(y, h, r, retain_graph=True)
+        on += float((jv * v).sum()) / m
+        off += float((jr * r).sum())
     d = x[0].numel()
     return on / (probes * len(x) * d), off / (probes * len(x) * d * max(m - 1, 1))
 
@@ -191,10 +188,14 @@ def block_logdet(
     q = roulette_continuation(block.lipschitz)
     total = torch.zeros(h.shape[0], dtype=h.dtype, device=h.device)
     for _ in range(estimators.probes):
-        n = _roulette_terms(estimators.terms, q, generator) if estimators.unbiased else None
+        n = (
+            _roulette_terms(estimators.terms, q, generator)
+            if estimators.unbiased
+            else estimators.terms
+        )
         v = _rademacher(h, generator)
         w = v
-        for k in range(1, (n or estimators.terms) + 1):
+        for k in range(1, n + 1):
             (w,) = torch.autograd.grad(fh, h, w, create_graph=True)  # w = (J^T)^k v
             weight = q ** -max(k - estimators.terms, 0)  # 1 / P(term k is drawn)
             total = total - weight * _sum_per_sample(w * v) / k
