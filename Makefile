@@ -14,8 +14,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The workflow's wall time is printed at the end (the install above is not counted).
 demo: $(STAMP)
-	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) --configfile config/config.yaml
+	@start=$$(date +%s); \
+	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) \
+		--configfile config/config.yaml; status=$$?; \
+	took=$$(( $$(date +%s) - start )); \
+	echo "make demo: workflow $$((took / 60)) min $$((took % 60)) s (exit $$status)"; \
+	exit $$status
 
 # A study config in its own directory: `make study` (config/study.yaml in studies/study/),
 # `make study STUDY=scaling` (config/scaling.yaml in studies/scaling/), ...

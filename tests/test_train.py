@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from skimage.metrics import structural_similarity
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from iresnet_inverse import config
 from iresnet_inverse.analysis.metrics import psnr, ssim
@@ -30,6 +30,8 @@ from iresnet_inverse.train import (
     check_not_diverged,
     dihedral,
     fit,
+    history_dataset,
+    plateau_reached,
 )
 
 CELL = {
@@ -254,8 +256,9 @@ def test_ssim_and_psnr_match_scikit_image() -> None:
     y = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1)
     for i in range(3):
         assert ssim(x, y)[i] == structural_similarity(x[i], y[i], data_range=1.0)
-    mse = ((x - y) ** 2).mean(axis=(1, 2))
-    np.testing.assert_allclose(psnr(x, y), 10 * np.log10(1 / mse))
+    y[0, 0, 0] = x[0, 0, 0]  # any pair: PSNR equals scikit-image's bit for bit
+    expected = [peak_signal_noise_ratio(a, b, data_range=1.0) for a, b in zip(x, y, strict=True)]
+    assert psnr(x, y).tolist() == expected
     assert not np.allclose(
         ssim(x, y), [structural_similarity(a, b, data_range=2.0) for a, b in zip(x, y, strict=True)]
     )
@@ -325,6 +328,81 @@ def test_early_stopping_keeps_the_best_epoch_and_resumes(
     for key, value in net.state_dict().items():
         torch.testing.assert_close(value, snapshots[1][key], rtol=0, atol=0)
     assert any((snapshots[4][k] != v).any() for k, v in snapshots[1].items())
+
+
+def test_plateau_rule_needs_a_window_without_gain() -> None:
+    """P = max(2, ceil(0.2 n)) epochs without a 0.05 dB gain over the best before them."""
+    assert not plateau_reached([1.0, 1.0])  # nothing before the window
+    assert plateau_reached([1.0, 1.0, 1.04])
+    assert not plateau_reached([1.0, 1.0, 1.05])
+    rising = [0.1 * k for k in range(30)]  # 0.1 dB per epoch never stalls
+    assert not any(plateau_reached(rising[:n]) for n in range(1, 31))
+    # At 15 epochs the window is 3: a gain 3 epochs back still counts, one 4 back does not.
+    assert not plateau_reached([*[1.0] * 12, 1.2, 1.2, 1.2])
+    assert plateau_reached([*[1.0] * 11, 1.2, 1.2, 1.2, 1.2])
+
+
+@pytest.mark.parametrize("kill_after", [None, 7])
+def test_plateau_schedule_decays_after_the_plateau_then_stops(
+    tmp_path: Path, kill_after: int | None
+) -> None:
+    """Scripted validation scores 1, 2, 3, 4, 4.02, 4.03, ...: at epoch 6 the last two epochs
+    gained 0.03 dB over epoch 4, so the rate, constant until then, decays over two epochs and
+    training stops after epoch 8 of at most 20, converged; the same when the run is killed
+    during epoch 8's validation and resumed (the schedule's state is in the checkpoint)."""
+    cfg = _config(epochs=20)
+    cfg["train"]["lr_schedule"] = "plateau"
+    settings = TrainSettings.of(config.train_settings(cfg, ImageCell.of(CELL)))
+    scores = [1.0, 2.0, 3.0, 4.0, 4.02, 4.03, 4.04, 4.05, 4.06, 4.07]
+    calls, interrupted = [], []
+
+    class Interrupt(Exception):
+        pass
+
+    def validate(model: torch.nn.Module) -> float:
+        calls.append(1)
+        if kill_after and not interrupted and len(calls) == kill_after + 1:
+            interrupted.append(True)
+            raise Interrupt
+        return scores[len(calls) - 1]
+
+    def run() -> object:
+        torch.manual_seed(0)
+        net = build_iresnet(cfg["archs"]["tiny"], 0.9)
+        x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+        task = Task("reconstruction", get_operator("blur"), x, x.clone(), 0.05, 0)
+        return fit(net, task, settings, Run(tmp_path, "run", "cell", validate, lambda m: None))
+
+    if kill_after:
+        with pytest.raises(Interrupt):
+            run()
+        calls.pop()
+    history = run()
+    assert history.val_psnr == scores[:8] and history.plateau_epoch == 6
+    rate = np.array(history.learning_rate) / settings.learning_rate
+    per_epoch = len(rate) // 8
+    assert (rate[: 6 * per_epoch] == 1.0).all()
+    decay = rate[6 * per_epoch :]
+    assert (np.diff(decay) < 0).all() and decay[-1] == pytest.approx(0.01)
+    net = build_iresnet(cfg["archs"]["tiny"], 0.9)
+    ds = history_dataset(history, [0.9, 0.9], net, per_epoch, settings.batch_size)
+    assert int(ds["plateau_epoch"]) == 6 and int(ds["converged"]) == 1
+
+
+def test_plateau_schedule_at_the_cap_is_not_converged(tmp_path: Path) -> None:
+    cfg = _config(epochs=4)
+    cfg["train"]["lr_schedule"] = "plateau"
+    settings = TrainSettings.of(config.train_settings(cfg, ImageCell.of(CELL)))
+    net = build_iresnet(cfg["archs"]["tiny"], 0.9)
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    task = Task("reconstruction", get_operator("blur"), x, x.clone(), 0.05, 0)
+    rising = iter([1.0, 2.0, 3.0, 4.0])
+    run = Run(tmp_path, "run", "cell", lambda m: next(rising), lambda m: None)
+    history = fit(net, task, settings, run)
+    assert len(history.val_psnr) == 4 and history.plateau_epoch == 0
+    assert set(history.learning_rate) == {settings.learning_rate}
+    ds = history_dataset(history, [0.9, 0.9], net, 1, settings.batch_size)
+    assert int(ds["converged"]) == 0
 
 
 def test_non_finite_loss_names_cell_and_step(tmp_path: Path) -> None:

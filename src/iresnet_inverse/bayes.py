@@ -22,9 +22,9 @@ only the prior's mean and covariance.
 from functools import singledispatch
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.stats import multivariate_normal
 
+# scipy.optimize and scipy.stats are imported where they are used: only the toy references
+# compute estimators, while every toy training job imports this module (through toy2d).
 from iresnet_inverse.data.priors import GaussianMixture, LogCosh, Prior, log_concave_moments
 
 
@@ -32,6 +32,8 @@ def _components(
     prior: GaussianMixture, A: np.ndarray, delta: float, y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior component weights (n, K) and means (n, K, d) for data y (n, m)."""
+    from scipy.stats import multivariate_normal
+
     precision_data = A.T @ A / delta**2
     weights, means = [], []
     for w, mu, cov in zip(prior.weights, prior.means, prior.covariances, strict=True):
@@ -86,6 +88,8 @@ def neg_log_posterior(
 @map_estimate.register
 def _(prior: GaussianMixture, A: np.ndarray, delta: float, y: np.ndarray) -> np.ndarray:
     """Multi-start L-BFGS."""
+    from scipy.optimize import minimize
+
     A, y = np.asarray(A, float), np.atleast_2d(y)
     weights, means = _components(prior, A, delta, y)
     pm = np.einsum("nk,nkd->nd", weights, means)

@@ -37,14 +37,15 @@ def training_curves(history_paths: Sequence[str | Path]) -> xr.Dataset:
         if "val_psnr" not in history or "epoch" not in history.dims:
             continue
         elapsed = history["epoch_seconds"].cumsum("epoch")
-        parts.append(
-            xr.Dataset(
-                {
-                    "val_psnr": history["val_psnr"],
-                    "elapsed": elapsed.assign_attrs(long_name="training time", units="s"),
-                }
-            )
+        part = xr.Dataset(
+            {
+                "val_psnr": history["val_psnr"],
+                "elapsed": elapsed.assign_attrs(long_name="training time", units="s"),
+            }
         )
+        if "plateau_epoch" in history:  # the convergence rule's plateau (0: none found)
+            part["plateau_epoch"] = history["plateau_epoch"]
+        parts.append(part)
     if not parts:
         raise ValueError("no history with validation PSNR per epoch among the inputs")
     return combine_datasets(parts)
@@ -66,10 +67,15 @@ def methods_table(
         if "val_psnr" in ds and "epoch" in ds.dims:
             row["best_epoch"] = int(ds["best_epoch"].item()) if "best_epoch" in ds else 0
             row["val_gain_last_fifth"] = round(last_fifth_gain(ds["val_psnr"].values.ravel()), 4)
+            # The convergence rule (lr_schedule plateau): where it found the plateau, and whether
+            # the decay after it ran to the end before the epoch cap.
+            for key in ("plateau_epoch", "converged"):
+                row[key] = int(ds[key].item()) if key in ds else 0
         rows.append(row)
     table = pd.DataFrame(rows)
-    if "best_epoch" in table:  # whole numbers, blank for TV (no epochs)
-        table["best_epoch"] = table["best_epoch"].astype("Int64")
+    for key in ("best_epoch", "plateau_epoch", "converged"):  # whole numbers, blank for TV
+        if key in table:
+            table[key] = table[key].astype("Int64")
     if reconstruction_path is None or table.empty:
         return table
     study = read_dataset(reconstruction_path)

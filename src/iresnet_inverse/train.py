@@ -65,14 +65,51 @@ class History:
     jacobian_trace: list[list[float]] = field(default_factory=list)  # lifted nets: on / off D
     resumed_at_epochs: list[int] = field(default_factory=list)
     best_epoch: int = 0  # with early stopping: the epoch whose weights were kept (1-based)
+    plateau_epoch: int = 0  # lr_schedule plateau: the epoch the plateau was found (0: not yet)
 
 
-def _lr_lambda(schedule: str, total_steps: int) -> Callable[[int], float]:
+# lr_schedule "plateau" (the convergence rule): a constant rate until the validation PSNR has
+# not risen by RULE_GAIN_DB over the last P epochs, P = max(2, ceil(RULE_FRACTION * epochs so
+# far)); then a cosine decay over as many epochs, and the run stops. Found at a constant rate, the
+# plateau cannot be an artefact of the schedule; a run that reaches ``epochs`` first has not
+# converged.
+RULE_GAIN_DB, RULE_FRACTION = 0.05, 0.2
+
+
+def plateau_window(epochs_run: int) -> int:
+    """P: the epochs without a RULE_GAIN_DB gain that make a plateau, and the decay's length."""
+    return max(2, math.ceil(RULE_FRACTION * epochs_run))
+
+
+def plateau_reached(val_psnr: list[float]) -> bool:
+    """No gain of RULE_GAIN_DB over the best before the last P epochs, P = plateau_window."""
+    window = plateau_window(len(val_psnr))
+    if len(val_psnr) <= window:
+        return False
+    return max(val_psnr[-window:]) < max(val_psnr[:-window]) + RULE_GAIN_DB
+
+
+def _cosine(t: float) -> float:
+    """From 1 at t = 0 to 0.01 at t >= 1."""
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def _lr_lambda(
+    schedule: str, total_steps: int, steps_per_epoch: int, history: History
+) -> Callable[[int], float]:
     if schedule == "constant":
         return lambda step: 1.0
-    return lambda step: (
-        0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
-    )
+    if schedule == "plateau":  # reads the history, which training updates in place
+
+        def rate(step: int) -> float:
+            found = history.plateau_epoch
+            if not found:
+                return 1.0
+            decay = plateau_window(found) * steps_per_epoch  # its last step at 1 % of the rate
+            return _cosine((step + 1 - found * steps_per_epoch) / decay)
+
+        return rate
+    return lambda step: _cosine(step / total_steps)
 
 
 def fingerprint(payload: Mapping[str, Any]) -> str:
@@ -217,12 +254,13 @@ def _start(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) 
     autocast, to_format = accelerate(
         net, task.x.device, settings.precision, settings.channels_last, settings.compile
     )
-    steps = settings.epochs * math.ceil(len(task.x) / settings.batch_size)
+    per_epoch = math.ceil(len(task.x) / settings.batch_size)
+    history = History()
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(settings.lr_schedule, steps)
+        optimizer, _lr_lambda(settings.lr_schedule, settings.epochs * per_epoch, per_epoch, history)
     )
-    state = _State(optimizer, scheduler, generator(task.seed), autocast, to_format)
+    state = _State(optimizer, scheduler, generator(task.seed), autocast, to_format, history)
     path = run.out_dir / RESUME_FILE
     if not path.exists():
         return state
@@ -247,7 +285,7 @@ def _start(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) 
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     state.rng.set_state(saved["generator"])
-    state.history = History(**json.loads(saved["history"]))
+    vars(state.history).update(vars(History(**json.loads(saved["history"]))))  # the schedule's
     state.epoch, state.elapsed = int(saved["epoch"]), float(saved["elapsed"])
     state.best = saved.get("best_model")
     state.history.resumed_at_epochs.append(state.epoch)
@@ -341,6 +379,10 @@ def _end_epoch(
     if settings.patience is not None and scores[-1] >= max(scores):
         state.best = {k: v.detach().clone() for k, v in net.state_dict().items()}
         state.history.best_epoch = len(scores)
+    if settings.lr_schedule == "plateau" and not state.history.plateau_epoch:
+        if plateau_reached(scores):
+            state.history.plateau_epoch = len(scores)
+            run.log(f"{run.label}: plateau after epoch {len(scores)}; decaying the rate")
     net.train()
     if isinstance(net, IResNet):
         state.history.lipschitz_estimate.append(net.lipschitz_certificate())
@@ -371,7 +413,7 @@ def fit(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) -> 
     if isinstance(net, IResNet) and state.epoch == 0:
         net.refresh_norms()  # the projection holds at every size
     history = state.history
-    while state.epoch < settings.epochs and not _stalled(history, settings.patience):
+    while state.epoch < settings.epochs and not _stopped(history, settings.patience):
         started = time.perf_counter()
         _train_epoch(net, task, settings, state, run, progress)
         _end_epoch(net, state, settings, run, started)
@@ -389,9 +431,13 @@ def fit(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) -> 
     return history
 
 
-def _stalled(history: History, patience: int | None) -> bool:
-    """Early stopping: the best validation PSNR is ``patience`` or more epochs old."""
-    return patience is not None and len(history.val_psnr) - history.best_epoch >= patience
+def _stopped(history: History, patience: int | None) -> bool:
+    """Early stopping (the best validation PSNR is ``patience`` or more epochs old), or the
+    plateau schedule's decay done."""
+    epochs, found = len(history.val_psnr), history.plateau_epoch
+    if found and epochs >= found + plateau_window(found):
+        return True
+    return patience is not None and epochs - history.best_epoch >= patience
 
 
 def history_dataset(
@@ -427,6 +473,14 @@ def history_dataset(
             "epochs": variable((), len(history.val_psnr), "training epochs"),
             "best_epoch": variable(
                 (), history.best_epoch, "epoch whose weights were kept (0: the last)"
+            ),
+            "plateau_epoch": variable(
+                (), history.plateau_epoch, "epoch after which the plateau rule decayed (0: none)"
+            ),
+            "converged": variable(
+                (),
+                np.int8(_stopped(history, None)),
+                f"plateau rule met: no {RULE_GAIN_DB} dB gain in the window, then the decay",
             ),
             "batch_size": variable((), batch_size, "batch size"),
         },

@@ -1,7 +1,11 @@
 """Image quality metrics per image, for images in [0, 1] (data_range 1, as in the paper)."""
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+# scikit-image is imported where SSIM is computed: training, the toy jobs and the figures score
+# by PSNR only, and every job pays its imports (scikit-image's own PSNR lives beside its mutual
+# information, whose import of scipy.stats costs about a second; ``psnr`` below is the same
+# expression, equal to it bit for bit: tests/test_train.py).
 
 
 def _pairs(reference: np.ndarray, estimate: np.ndarray) -> zip:
@@ -16,14 +20,14 @@ def _pairs(reference: np.ndarray, estimate: np.ndarray) -> zip:
 
 
 def psnr(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
-    """PSNR in dB per image of stacks (..., h, w); data range 1."""
-    return np.array(
-        [peak_signal_noise_ratio(r, e, data_range=1.0) for r, e in _pairs(reference, estimate)]
-    )
+    """PSNR in dB per image of stacks (..., h, w); data range 1 (scikit-image's formula)."""
+    return np.array([10 * np.log10(1.0 / err) for err in mse(reference, estimate)])
 
 
 def ssim(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     """SSIM per image (scikit-image's structural_similarity, data range 1)."""
+    from skimage.metrics import structural_similarity
+
     return np.array(
         [structural_similarity(r, e, data_range=1.0) for r, e in _pairs(reference, estimate)]
     )
@@ -31,4 +35,6 @@ def ssim(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
 
 def mse(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     """Mean squared error per image."""
-    return np.array([np.mean((r - e) ** 2) for r, e in _pairs(reference, estimate)])
+    return np.array(
+        [np.mean((r - e) ** 2, dtype=np.float64) for r, e in _pairs(reference, estimate)]
+    )

@@ -30,7 +30,8 @@ def plot_learning_curves(path: str | Path, stem: str | Path, dpi: int = 150) -> 
 
 
 def _curves(ds: xr.Dataset) -> list[tuple[dict[str, object], np.ndarray, np.ndarray]]:
-    """(cell, validation PSNR, elapsed) of every trained cell in the cube, finite epochs only."""
+    """(cell, validation PSNR, elapsed) of every trained cell in the cube, finite epochs only;
+    the cell's ``plateau_epoch`` (the convergence rule's plateau, 0: none) among its keys."""
     keys = [d for d in ds["val_psnr"].dims if d != "epoch"]
     stacked = ds.stack(cell=keys)
     out = []
@@ -39,6 +40,8 @@ def _curves(ds: xr.Dataset) -> list[tuple[dict[str, object], np.ndarray, np.ndar
         keep = np.isfinite(one["val_psnr"].values)
         if keep.any():
             cell = {k: one[k].values.item() for k in keys}
+            plateau = one["plateau_epoch"].values.item() if "plateau_epoch" in one else 0
+            cell["plateau_epoch"] = int(plateau) if np.isfinite(plateau) else 0
             out.append((cell, one["val_psnr"].values[keep], one["elapsed"].values[keep]))
     return out
 
@@ -47,7 +50,8 @@ def draw_learning_curves(ds: xr.Dataset) -> plt.Figure:
     """One row per (operator, delta): validation PSNR against epoch (left) and against training
     time (right). Baselines thin, in their method's colour; iResNets thick, in their L's
     colour, one line style per objective. A hollow end marker: the curve gained at least
-    0.1 dB in its last fifth of epochs (not plateaued)."""
+    0.1 dB in its last fifth of epochs (not plateaued). A vertical tick: where the convergence
+    rule (lr_schedule plateau) found the plateau and began the decay."""
     curves = _curves(ds)
     problems = sorted({(str(c["operator"]), float(c["noise_level"])) for c, _, _ in curves})
     fig, axes = panels(len(problems), 2, width=4.2, height=2.8)
@@ -65,6 +69,9 @@ def draw_learning_curves(ds: xr.Dataset) -> plt.Figure:
             for ax, x in zip(row, (np.arange(1, len(val) + 1), elapsed), strict=True):
                 ax.plot(x, val, style, color=color, label=name, linewidth=width)
                 ax.plot(x[-1], val[-1], "o", color=color, markerfacecolor=fill, markersize=4)
+                found = int(cell["plateau_epoch"])
+                if 0 < found <= len(val):
+                    ax.plot(x[found - 1], val[found - 1], "|", color=color, markersize=12)
         row[0].set_ylabel(f"{operator}, δ = {delta:g}\nvalidation PSNR (dB)")
         row[0].set_xlabel("epoch")
         row[1].set_xlabel("training time (s)")
