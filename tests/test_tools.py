@@ -18,7 +18,7 @@ from skimage import io as skio
 from iresnet_inverse.analysis.metrics import psnr
 from iresnet_inverse.apply import apply_model, evaluation_solver
 from iresnet_inverse.archs import label
-from iresnet_inverse.artifacts import combine_cells, read_dataset, write_dataset
+from iresnet_inverse.artifacts import ArtifactError, combine_cells, read_dataset, write_dataset
 from iresnet_inverse.cli import main
 from iresnet_inverse.models import ModelMeta, load_trained_cell, save_model
 from iresnet_inverse.nets.iresnet import build_iresnet
@@ -351,3 +351,82 @@ def test_summary_into_a_closed_pipe_is_quiet(study) -> None:
 def test_summary_of_a_missing_file(tmp_path, capsys) -> None:
     assert main(["summary", str(tmp_path / "none.nc")]) == 1
     assert "none.nc: NetCDF artifact not found" in capsys.readouterr().err
+
+
+def test_npy_images_are_scaled_by_their_dtype_like_image_files(iresnet_model, tmp_path) -> None:
+    """A clean image stored as .npy follows the rules of image files: integers scaled by their
+    dtype's range, floats in [0, 1]; only the data z may leave [0, 1] (noise does)."""
+    shapes = _shapes()
+    pixels = np.round(shapes * 255).astype(np.uint8)
+    np.save(tmp_path / "u8.npy", pixels)
+    np.save(tmp_path / "u16.npy", pixels.astype(np.uint16) * 257)
+    np.save(tmp_path / "f.npy", pixels / 255.0)
+    as_png = apply_model(iresnet_model, _png(shapes, tmp_path / "x.png"), seed=3)
+    for name in ("u8", "u16", "f"):
+        result = apply_model(iresnet_model, tmp_path / f"{name}.npy", seed=3)
+        np.testing.assert_allclose(result.x, as_png.x, rtol=0, atol=1e-12)
+    for name, array, message in [
+        ("f255", pixels.astype(np.float64), "float images must lie in [0, 1]"),
+        ("neg", pixels.astype(np.int32) - 100, "int32 image with negative values"),
+        ("cplx", pixels + 0j, "expected real intensities"),
+    ]:
+        np.save(tmp_path / f"{name}.npy", array)
+        with pytest.raises(ArtifactError, match=re.escape(message)):
+            apply_model(iresnet_model, tmp_path / f"{name}.npy")
+    z = as_png.z.copy()
+    z[0, 0] = -0.2  # data outside [0, 1] are data, kept as stored
+    np.save(tmp_path / "z.npy", z)
+    given = apply_model(iresnet_model, data_path=tmp_path / "z.npy")
+    assert given.z[0, 0] == -0.2
+
+
+def test_reconstruct_writes_both_outputs_or_neither(
+    iresnet_model, tmp_path, capsys, monkeypatch
+) -> None:
+    """A NetCDF file that cannot be written leaves no PNG, and a PNG that cannot be written
+    no NetCDF file; --nc must name a .nc file; --seed must be a generator seed; an empty image
+    file is named as such."""
+    from iresnet_inverse import apply
+
+    image = _png(_shapes(), tmp_path / "x.png")
+    base = ["reconstruct", "--model", str(iresnet_model), "--image", str(image)]
+    out, nc = tmp_path / "r.png", tmp_path / "r.nc"
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "r.nc").mkdir()  # a directory where the file should go
+    assert main([*base, "--out", str(out), "--nc", str(tmp_path / "locked" / "r.nc")]) == 1
+    assert "name a NetCDF file" in capsys.readouterr().err and not out.exists()
+
+    def no_room(*args: object, **kwargs: object) -> Path:
+        raise ArtifactError("r.nc: cannot write: the disk is full (0 bytes free)")
+
+    monkeypatch.setattr(apply, "write_result", no_room)
+    assert main([*base, "--out", str(out), "--nc", str(nc)]) == 1
+    assert not out.exists() and not nc.exists()
+    monkeypatch.undo()
+
+    def full_disk(image: np.ndarray, path: Path) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(apply, "write_png", full_disk)
+    assert main([*base, "--out", str(out), "--nc", str(nc)]) == 1
+    assert not nc.exists() and not list(tmp_path.glob(".r.nc*"))
+    monkeypatch.undo()
+    capsys.readouterr()
+    for args, message in [
+        (["--nc", str(tmp_path / "r.png5")], "name a NetCDF file"),
+        (["--seed", str(2**70)], "--seed: must lie in [0, 2**32 - 1]"),
+        (["--seed", "-5"], "--seed: must lie in [0, 2**32 - 1]"),
+    ]:
+        code = main([*base, "--out", str(out), *args]) if "--nc" in args else None
+        if code is None:
+            with pytest.raises(SystemExit):
+                main([*base, "--out", str(out), *args])
+        else:
+            assert code == 1
+        assert message in capsys.readouterr().err
+    (tmp_path / "empty.png").write_bytes(b"")
+    assert main(["reconstruct", "--model", str(iresnet_model), "--image",
+                 str(tmp_path / "empty.png"), "--out", str(out)]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "empty.png: not a readable image (the file is empty)" in err and "pip" not in err
+    assert not out.exists()

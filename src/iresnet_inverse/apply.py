@@ -48,14 +48,18 @@ class Applied:
     converged: bool | None = None
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """A 2-D float64 image from a file: ``.npy`` arrays as stored (exact data, may leave
-    [0, 1]); any other format read by scikit-image and converted to gray in [0, 1]."""
+def read_image(path: str | Path, exact: bool = False) -> np.ndarray:
+    """A 2-D float64 image from a file, scaled by its dtype's range like every image the
+    workflow reads (``data.sources.to_gray``: integers by their largest value, floats kept if
+    they lie in [0, 1]). With ``exact`` (the data z, which noise takes outside [0, 1]) a float
+    ``.npy`` array is taken as stored."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: image not found")
+    if path.stat().st_size == 0:
+        raise ArtifactError(f"{path}: not a readable image (the file is empty)")
     try:
-        image = _load_npy(path) if path.suffix == ".npy" else to_gray(io.imread(path))
+        image = _load_npy(path, exact) if path.suffix == ".npy" else to_gray(io.imread(path))
         check_finite(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise ArtifactError(f"{path}: not a readable image ({err})") from err
@@ -69,13 +73,18 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.asarray(image, dtype=np.float64)
 
 
-def _load_npy(path: Path) -> np.ndarray:
-    """An array stored with ``np.save`` (never a pickle, nor an .npz archive named .npy)."""
+def _load_npy(path: Path, exact: bool) -> np.ndarray:
+    """An array stored with ``np.save`` (never a pickle, nor an .npz archive named .npy): real
+    floats as stored when ``exact``, anything else through ``to_gray``."""
     loaded = np.load(path, allow_pickle=False)
     if not isinstance(loaded, np.ndarray):
         loaded.close()
         raise ValueError("an .npz archive, not an .npy array")
-    return loaded
+    if np.iscomplexobj(loaded):
+        raise ValueError(f"a {loaded.dtype} array: expected real intensities")
+    if exact and np.issubdtype(loaded.dtype, np.floating):
+        return loaded
+    return to_gray(loaded)
 
 
 def check_size(image: np.ndarray, operator: torch.nn.Module, path: str | Path) -> None:
@@ -149,7 +158,7 @@ def _observed(
     if data_path is None:
         delta = float(trained.cell["noise_level"] if noise_level is None else noise_level)
         return x, simulate_data(trained.operator, x, delta, seed), delta
-    z = read_image(data_path)
+    z = read_image(data_path, exact=True)
     check_size(z, trained.operator, data_path)
     if x is not None and x.shape != z.shape:
         raise ValueError(
@@ -191,7 +200,9 @@ def write_png(image: np.ndarray, path: str | Path) -> Path:
     is left behind); any other suffix is refused rather than silently changing the format."""
     path = png_path(path)
     pixels = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
-    return atomic_write(path, lambda tmp: io.imsave(tmp, pixels, check_contrast=False))
+    # PIL directly: imageio's plugin reports a full disk a second time, as a traceback from
+    # its destructor, after atomic_write's one line.
+    return atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))
 
 
 def write_result(result: Applied, path: str | Path, model_path: str | Path) -> Path:

@@ -319,7 +319,7 @@ def _refuse_overwriting(outputs: dict[str, str | None], inputs: dict[str, str | 
 
 
 def cmd_reconstruct(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.apply import apply_model, png_path, write_png, write_result
+    from iresnet_inverse.apply import apply_model, png_path
     from iresnet_inverse.cells import ImageCell
 
     _refuse_overwriting(
@@ -327,12 +327,12 @@ def cmd_reconstruct(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
         {"--model": args.model, "--image": args.image, "--data": args.data},
     )
     png_path(args.out)
+    if args.nc and (Path(args.nc).suffix != ".nc" or Path(args.nc).is_dir()):
+        raise ValueError(f"--nc {args.nc}: name a NetCDF file, ending in .nc")
     result = apply_model(
         args.model, args.image, args.data, args.noise_level, args.seed, args.device
     )
-    written = [write_png(result.x_hat, args.out)]
-    if args.nc:
-        written.append(write_result(result, args.nc, args.model))
+    written = _write_both(result, args)
     simulated = result.noise_level is not None
     source = f"F(x) + {result.noise_level:g} * noise (seed {args.seed})" if simulated else args.data
     print(f"model           {args.model}")
@@ -349,6 +349,24 @@ def cmd_reconstruct(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     if result.converged is False:
         print("warning: the inversion did not reach the solver's tolerance", file=sys.stderr)
     print("wrote " + ", ".join(str(path) for path in written))
+
+
+def _write_both(result: Any, args: argparse.Namespace) -> list[Path]:
+    """The PNG and the NetCDF file, or neither: the NetCDF file (the one a full disk would
+    stop) is staged beside its place and moved there once the PNG is written."""
+    from iresnet_inverse.apply import write_png, write_result
+
+    if not args.nc:
+        return [write_png(result.x_hat, args.out)]
+    nc = Path(args.nc)
+    staged = write_result(result, nc.with_name(f".{nc.name}.staged.nc"), args.model)
+    try:
+        png = write_png(result.x_hat, args.out)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    os.replace(staged, nc)
+    return [png, nc]
 
 
 def cmd_summary(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
@@ -384,7 +402,7 @@ def _tool_parsers(sub: argparse._SubParsersAction) -> None:
         type=_noise_level,
         help="delta of the simulated data (default: the cell's)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the simulated noise")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the simulated noise")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--out", required=True, help="the reconstruction as an 8-bit PNG (*.png)")
     p.add_argument("--nc", help="also write x, the data z and x_hat to this NetCDF file")
@@ -402,6 +420,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 2**32 - 1], not {text}")
     return value
 
 
