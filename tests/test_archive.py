@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from iresnet_inverse import train
 from iresnet_inverse.archive import (
+    RESUME_FILE,
     ArchiveError,
     build_archive,
     restore_archive,
@@ -257,6 +259,7 @@ def _study(tmp_path: Path) -> Path:
 def test_results_files_leave_out_archives_temporaries_and_unasked_checkpoints(
     tmp_path: Path,
 ) -> None:
+    assert RESUME_FILE == train.RESUME_FILE  # the name training writes
     results = _study(tmp_path)
     assert set(results_files(results)) == {"data/images.nc", "train/cell/model.pt"}
     assert set(results_files(results, checkpoints=True)) == {
@@ -287,12 +290,16 @@ def test_restore_lays_results_back_with_their_mtimes_and_refuses_to_overwrite(
     (target / "data/images.nc").unlink()
     refused = _cli("restore", str(archive), "--results", str(target))
     assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1
-    assert "would overwrite 1 differing file(s)" in refused.stderr
+    assert "would overwrite 1 file(s)" in refused.stderr
     assert "train/cell/model.pt" in refused.stderr and "--force" in refused.stderr
     assert not (target / "data/images.nc").exists()  # nothing written
     assert (target / "train/cell/model.pt").read_bytes() == b"other weights"
     assert restore_archive(archive, target, force=True) == {"written": 2, "in_place": 1}
     assert (target / "train/cell/model.pt").read_bytes() == b"weights"
+    (target / "data/images.nc").unlink()
+    (target / "data/images.nc").mkdir()  # a directory in the way: refused even with --force
+    with pytest.raises(ArchiveError, match=r"cannot write .* \(data/images.nc\); nothing"):
+        restore_archive(archive, target, force=True)
 
 
 def test_a_damaged_or_foreign_archive_is_refused_and_nothing_written(tmp_path: Path) -> None:

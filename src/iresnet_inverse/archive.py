@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -156,11 +156,18 @@ def _member_digests(
         if name in (MANIFEST, MANIFEST_DIGEST):
             digests[name] = tar.extractfile(member).read(MAX_MANIFEST + 1)
             continue
-        digest, stream = hashlib.sha256(), tar.extractfile(member)
-        while chunk := stream.read(2**20):
-            digest.update(chunk)
-        digests[name] = digest.hexdigest()
+        digests[name] = _digest(tar.extractfile(member))
     return digests, problems
+
+
+def _digest(stream: BinaryIO, copy_to: BinaryIO | None = None) -> str:
+    """sha256 of a stream read in 1 MB chunks (memory stays small), copied on the way."""
+    digest = hashlib.sha256()
+    while chunk := stream.read(2**20):
+        digest.update(chunk)
+        if copy_to is not None:
+            copy_to.write(chunk)
+    return digest.hexdigest()
 
 
 def _kind(member: tarfile.TarInfo) -> str:
@@ -199,14 +206,14 @@ def restore_archive(path: str | Path, results: str | Path, force: bool = False) 
     manifest = verify_archive(path)
     results = Path(results)
     expected = {n: d for n, d in manifest["files"].items() if n not in ABOUT_ARCHIVE}
-    in_place, conflicts = _existing(results, expected)
-    if conflicts and not force:
-        shown = ", ".join(conflicts[:3]) + (
-            f" and {len(conflicts) - 3} more" if conflicts[3:] else ""
-        )
+    in_place, differing, blocked = _existing(results, expected)
+    refused = blocked + ([] if force else differing)
+    if refused:
+        shown = ", ".join(refused[:3]) + (f" and {len(refused) - 3} more" if refused[3:] else "")
+        what = "would overwrite" if not blocked else "cannot write (a directory or link in the way)"
         raise ArchiveError(
-            f"{path}: would overwrite {len(conflicts)} differing file(s) in {results} ({shown}); "
-            "nothing written (--force overwrites them)"
+            f"{path}: {what} {len(refused)} file(s) in {results} ({shown}); nothing written"
+            + ("" if blocked else " (--force overwrites them)")
         )
     now = time.time()  # archives written before mtimes were kept hold 0: one common time
     with tarfile.open(path, "r:gz") as tar:
@@ -221,38 +228,27 @@ def restore_archive(path: str | Path, results: str | Path, force: bool = False) 
     return {"written": len(expected) - len(in_place), "in_place": len(in_place)}
 
 
-def _existing(results: Path, expected: Mapping[str, str]) -> tuple[set[str], list[str]]:
-    """Members whose file is already there with the same bytes, and those a restore would
-    overwrite or cannot write (a directory, or a file where a directory must go)."""
-    in_place, conflicts = set(), []
+def _existing(results: Path, expected: Mapping[str, str]) -> tuple[set[str], list[str], list[str]]:
+    """Members whose file is already there with the same bytes, those whose file differs, and
+    those a restore cannot write (a directory or a link there, a file where a directory goes)."""
+    in_place, differing, blocked = set(), [], []
     for name, digest in sorted(expected.items()):
         target = results / name
-        blocked = [p for p in PurePosixPath(name).parents if (results / p).is_file()]
-        if blocked or target.is_symlink() or (target.exists() and not target.is_file()):
-            conflicts.append(name)
+        if any((results / p).is_file() for p in PurePosixPath(name).parents) or (
+            target.is_symlink() or (target.exists() and not target.is_file())
+        ):
+            blocked.append(name)
         elif target.exists():
-            if _file_digest(target) == digest:
-                in_place.add(name)
-            else:
-                conflicts.append(name)
-    return in_place, conflicts
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(2**20):
-            digest.update(chunk)
-    return digest.hexdigest()
+            with target.open("rb") as stream:
+                same = _digest(stream) == digest
+            (in_place.add if same else differing.append)(name)
+    return in_place, differing, blocked
 
 
 def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, tmp: str, expected: dict) -> None:
     """Copy a member to ``tmp``, checking its sha256 again (the archive may have changed
     since it was verified)."""
-    digest, stream = hashlib.sha256(), tar.extractfile(member)
     with open(tmp, "wb") as out:
-        while chunk := stream.read(2**20):
-            digest.update(chunk)
-            out.write(chunk)
-    if digest.hexdigest() != expected[member.name]:
+        digest = _digest(tar.extractfile(member), out)
+    if digest != expected[member.name]:
         raise ArchiveError(f"{member.name}: changed since the archive was verified")
