@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: demo study studies test test-cluster lint format clean
+.PHONY: demo study study-archive study-restore studies test test-cluster lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,13 +27,27 @@ demo: $(STAMP)
 # `make study STUDY=scaling` (config/scaling.yaml in studies/scaling/), ...
 STUDY ?= study
 STUDIES := $(sort $(basename $(notdir $(wildcard config/*.yaml))))
-study: $(STAMP)
-	@if [ -z "$(filter $(STUDY),$(STUDIES))" ] || [ "$(words $(STUDY))" != 1 ]; then \
-		echo "make study: STUDY='$(STUDY)' is not a config in config/; choose one of: $(STUDIES)" >&2; \
+CHECK_STUDY = @if [ -z "$(filter $(STUDY),$(STUDIES))" ] || [ "$(words $(STUDY))" != 1 ]; then \
+		echo "make $@: STUDY='$(STUDY)' is not a config in config/; choose one of: $(STUDIES)" >&2; \
 		exit 2; fi
+study: $(STAMP)
+	$(CHECK_STUDY)
 	mkdir -p studies/$(STUDY)
 	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) \
 		--snakefile Snakefile --directory studies/$(STUDY) --configfile config/$(STUDY).yaml
+
+# A study in parts (README, "Studies that span machines"): its one archive, results and resume
+# checkpoints, replaced each time; laid back into studies/<name>/results/ on the next machine.
+ARCHIVE = studies/$(STUDY)/$(STUDY).tar.gz
+study-archive: $(STAMP)
+	$(CHECK_STUDY)
+	$(BIN)/iresnet-inverse archive --results studies/$(STUDY)/results --checkpoints \
+		--config config/$(STUDY).yaml --out $(ARCHIVE)
+	$(BIN)/iresnet-inverse verify-archive $(ARCHIVE)
+
+study-restore: $(STAMP)
+	$(CHECK_STUDY)
+	$(BIN)/iresnet-inverse restore $(ARCHIVE) --results studies/$(STUDY)/results
 
 # The study configs `make study STUDY=<name>` accepts.
 studies:
@@ -59,5 +73,6 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/snakefmt Snakefile workflow/rules
 
+# Keeps the studies' archives (studies/<name>/<name>.tar.gz), which may be committed.
 clean:
-	rm -rf results .snakemake studies
+	rm -rf results .snakemake studies/*/results studies/*/.snakemake

@@ -1,8 +1,10 @@
-"""Archives verify byte for byte; checkpoints refuse pickles that would run code."""
+"""Archives verify byte for byte and restore only when they do; checkpoints refuse pickles
+that would run code."""
 
 import hashlib
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -13,7 +15,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from iresnet_inverse.archive import ArchiveError, build_archive, verify_archive
+from iresnet_inverse import train
+from iresnet_inverse.archive import (
+    RESUME_FILE,
+    ArchiveError,
+    build_archive,
+    restore_archive,
+    results_files,
+    verify_archive,
+)
 from iresnet_inverse.artifacts import ArtifactError
 from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
 
@@ -220,3 +230,86 @@ def test_a_malformed_manifest_is_one_clear_error(
         text=True,
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "iresnet_inverse.cli", *args], capture_output=True, text=True
+    )
+
+
+def _study(tmp_path: Path) -> Path:
+    """A small results directory: an older input, a newer output, an unfinished cell's
+    checkpoint, an earlier archive and a temporary file."""
+    results = tmp_path / "study" / "results"
+    files = {
+        "data/images.nc": b"images",
+        "train/cell/model.pt": b"weights",
+        "train/open/resume.pt": b"checkpoint",
+        "archive/old.tar.gz": b"old archive",
+        "datasets/.methods.csv.tmp": b"half written",
+    }
+    for i, (name, data) in enumerate(files.items()):
+        (results / name).parent.mkdir(parents=True, exist_ok=True)
+        (results / name).write_bytes(data)
+        os.utime(results / name, (1_700_000_000.25 + i, 1_700_000_000.25 + i))
+    return results
+
+
+def test_results_files_leave_out_archives_temporaries_and_unasked_checkpoints(
+    tmp_path: Path,
+) -> None:
+    assert RESUME_FILE == train.RESUME_FILE  # the name training writes
+    results = _study(tmp_path)
+    assert set(results_files(results)) == {"data/images.nc", "train/cell/model.pt"}
+    assert set(results_files(results, checkpoints=True)) == {
+        "data/images.nc",
+        "train/cell/model.pt",
+        "train/open/resume.pt",
+    }
+
+
+def test_restore_lays_results_back_with_their_mtimes_and_refuses_to_overwrite(
+    tmp_path: Path,
+) -> None:
+    source = _study(tmp_path)
+    archive = tmp_path / "study.tar.gz"
+    made = _cli("archive", "--results", str(source), "--checkpoints", "--out", str(archive))
+    assert made.returncode == 0, made.stderr
+    target = tmp_path / "elsewhere" / "results"
+    result = _cli("restore", str(archive), "--results", str(target))
+    assert result.returncode == 0, result.stderr
+    restored = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
+    assert restored == ["data/images.nc", "train/cell/model.pt", "train/open/resume.pt"]
+    for name in restored:  # Snakemake compares mtimes: the source's order is kept exactly
+        assert (target / name).read_bytes() == (source / name).read_bytes()
+        assert (target / name).stat().st_mtime_ns == (source / name).stat().st_mtime_ns, name
+    assert restore_archive(archive, target) == {"written": 0, "in_place": 3}
+
+    (target / "train/cell/model.pt").write_bytes(b"other weights")
+    (target / "data/images.nc").unlink()
+    refused = _cli("restore", str(archive), "--results", str(target))
+    assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1
+    assert "would overwrite 1 file(s)" in refused.stderr
+    assert "train/cell/model.pt" in refused.stderr and "--force" in refused.stderr
+    assert not (target / "data/images.nc").exists()  # nothing written
+    assert (target / "train/cell/model.pt").read_bytes() == b"other weights"
+    assert restore_archive(archive, target, force=True) == {"written": 2, "in_place": 1}
+    assert (target / "train/cell/model.pt").read_bytes() == b"weights"
+    (target / "data/images.nc").unlink()
+    (target / "data/images.nc").mkdir()  # a directory in the way: refused even with --force
+    with pytest.raises(ArchiveError, match=r"cannot write .* \(data/images.nc\); nothing"):
+        restore_archive(archive, target, force=True)
+
+
+def test_a_damaged_or_foreign_archive_is_refused_and_nothing_written(tmp_path: Path) -> None:
+    damaged = _archive(tmp_path)
+    _rewrite(damaged, {"datasets/a.nc": b"dataset bytez"})
+    foreign = _tar_with(tmp_path / "foreign.tar.gz", [_file("datasets/a.nc", b"data")])
+    for path, problem in ((damaged, "altered datasets/a.nc"), (foreign, "no manifest.json")):
+        target = tmp_path / "restored" / "results"
+        result = _cli("restore", str(path), "--results", str(target))
+        assert result.returncode == 1, result.stdout
+        assert result.stderr.startswith("iresnet-inverse restore: error: ")
+        assert problem in result.stderr and len(result.stderr.splitlines()) == 1
+        assert not (tmp_path / "restored").exists()

@@ -17,6 +17,7 @@ from iresnet_inverse import config
 from iresnet_inverse.analysis.metrics import psnr, ssim
 from iresnet_inverse.artifacts import ArtifactError, read_dataset, write_dataset
 from iresnet_inverse.cells import ImageCell
+from iresnet_inverse.checkpoints import load_checkpoint
 from iresnet_inverse.data.observations import image_dataset, observation_dataset
 from iresnet_inverse.jobs import Job, image_job
 from iresnet_inverse.nets.iresnet import build_iresnet
@@ -121,6 +122,16 @@ def _metrics(out: Path, cfg: dict, data: tuple[Path, Path]) -> dict[str, np.ndar
     }
 
 
+def _kill_after_first_checkpoint(cmd: list[str], out: Path) -> None:
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "resume.pt").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "model.pt").exists(), "the run finished before it could be killed"
+
+
 def test_same_seed_same_metrics_and_resume_after_kill(
     tmp_path: Path, data: tuple[Path, Path]
 ) -> None:
@@ -133,15 +144,7 @@ def test_same_seed_same_metrics_and_resume_after_kill(
 
     # Kill a third run as soon as its first epoch checkpoint exists, then rerun it.
     out = tmp_path / "killed"
-    process = subprocess.Popen(
-        _train_command(cfg, data, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 300
-    while not (out / "resume.pt").exists() and time.time() < deadline:
-        time.sleep(0.01)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (out / "model.pt").exists(), "the run finished before it could be killed"
+    _kill_after_first_checkpoint(_train_command(cfg, data, out), out)
     rerun = _run(_train_command(cfg, data, out))
     assert "resuming from epoch" in rerun.stderr
     assert not (out / "resume.pt").exists()
@@ -149,6 +152,32 @@ def test_same_seed_same_metrics_and_resume_after_kill(
     for key in a:
         np.testing.assert_array_equal(resumed[key], a[key])
     assert json.loads(read_dataset(out / "history.nc").attrs["resumed_at_epochs"])
+
+
+def test_a_cell_interrupted_archived_and_restored_elsewhere_finishes_bit_for_bit(
+    tmp_path: Path, data: tuple[Path, Path]
+) -> None:
+    """Checkpoints travel in an archive (--checkpoints): the cell continues on another
+    machine (here: another directory) exactly as an uninterrupted run."""
+    cfg, cell = _config(epochs=6, patches=96), ImageCell.of(CELL).dir
+    _run(_train_command(cfg, data, tmp_path / "whole"))
+    first, second = (tmp_path / name / "results" for name in ("first", "second"))
+    _kill_after_first_checkpoint(
+        _train_command(cfg, data, first / "train" / cell), first / "train" / cell
+    )
+    archive, cli = tmp_path / "study.tar.gz", [sys.executable, "-m", "iresnet_inverse.cli"]
+    _run([*cli, "archive", "--results", str(first), "--checkpoints", "--out", str(archive)])
+    _run([*cli, "restore", str(archive), "--results", str(second)])
+    rerun = _run(_train_command(cfg, data, second / "train" / cell))
+    assert "resuming from epoch" in rerun.stderr
+    whole = load_checkpoint(tmp_path / "whole" / "model.pt")["model"]
+    resumed = load_checkpoint(second / "train" / cell / "model.pt")["model"]
+    assert whole.keys() == resumed.keys()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    np.testing.assert_array_equal(
+        read_dataset(second / "train" / cell / "history.nc")["loss"].values,
+        read_dataset(tmp_path / "whole" / "history.nc")["loss"].values,
+    )
 
 
 def test_a_corrupt_resume_checkpoint_is_discarded_not_fatal(

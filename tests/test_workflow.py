@@ -2,8 +2,10 @@
 
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -171,6 +173,35 @@ def test_archive_target_verifies(finished_run: Path) -> None:
     assert bimodal.loc["reconstruction_reaches_pm", "value"] > 0
     assert bimodal.loc["divergence_nearer_map", "noise_level"] == 0.2
     assert "figures/operators.png" in manifest["files"]
+
+
+def test_a_restored_study_plans_nothing(finished_run: Path, tmp_path: Path) -> None:
+    """Archive, results/ gone, restore: Snakemake plans nothing. Both archives (the archive
+    rule's; `archive --results --checkpoints`, a study in parts), restored where neither
+    results/ nor Snakemake's metadata exist (another machine) or where the metadata stayed."""
+    assert run_snakemake(finished_run, "archive").returncode == 0
+    (rule_archive,) = (finished_run / "results" / "archive").glob("*.tar.gz")
+    cli = [sys.executable, "-m", "iresnet_inverse.cli"]
+    parts = tmp_path / "parts.tar.gz"
+    made = subprocess.run(
+        [*cli, "archive", "--results", str(finished_run / "results"), "--checkpoints"]
+        + ["--out", str(parts)],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    for name, archive, metadata in (("machine", rule_archive, False), ("wiped", parts, True)):
+        workdir = tmp_path / name
+        if metadata:
+            shutil.copytree(
+                finished_run / ".snakemake" / "metadata", workdir / ".snakemake" / "metadata"
+            )
+        restore = [*cli, "restore", str(archive), "--results", str(workdir / "results")]
+        restored = subprocess.run(restore, capture_output=True, text=True)
+        assert restored.returncode == 0, restored.stderr
+        result = run_snakemake(workdir, "--dry-run")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "Nothing to be done" in result.stdout + result.stderr, (name, result.stdout)
 
 
 def test_report_has_every_figure(finished_run: Path) -> None:

@@ -1,26 +1,32 @@
-"""Archives of a study: datasets, figures, resolved config, package lock and a manifest with the
-sha256 of every file; ``verify_archive`` detects any altered, missing or added byte."""
+"""Archives of a study: its results, resolved config, package lock and a manifest with the
+sha256 of every file; ``verify_archive`` detects any altered, missing or added byte, and
+``restore_archive`` lays a verified archive back into a results directory."""
 
 import hashlib
 import io
 import json
+import os
 import tarfile
+import time
 import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
-from iresnet_inverse.artifacts import git_commit
+from iresnet_inverse.artifacts import atomic_write, git_commit
 
 MANIFEST = "manifest.json"
 # The manifest's own sha256 (``sha256sum`` format), so that an edit of the manifest itself (a
 # forged git_commit, say) is caught as an edit of any other member is.
 MANIFEST_DIGEST = "manifest.sha256"
 MAX_MANIFEST = 2**24  # bytes
+# Members that describe the archive, not results: restore leaves them in the archive.
+ABOUT_ARCHIVE = frozenset({MANIFEST, MANIFEST_DIGEST, "config.yaml", "packages.lock"})
+RESUME_FILE = "resume.pt"  # an unfinished cell's checkpoint (train.RESUME_FILE)
 
 
 class ArchiveError(ValueError):
@@ -47,8 +53,13 @@ def build_archive(
     files: Mapping[str, str | Path], config: Mapping[str, Any], out: str | Path
 ) -> Path:
     """Write a tar.gz with ``files`` (archive name -> path), config.yaml, packages.lock and the
-    manifest; written to a temporary name first."""
+    manifest; written to a temporary name first. Members keep their files' mtimes, which
+    ``restore_archive`` sets back (Snakemake's order of inputs and outputs)."""
+    clash = sorted(set(files) & ABOUT_ARCHIVE)
+    if clash:
+        raise ArchiveError(f"{', '.join(clash)}: reserved for the archive's own description")
     payload = {name: Path(path).read_bytes() for name, path in files.items()}
+    mtimes = {name: Path(path).stat().st_mtime for name, path in files.items()}
     payload["config.yaml"] = yaml.safe_dump(dict(config), sort_keys=True).encode()
     payload["packages.lock"] = package_lock().encode()
     manifest = {
@@ -65,9 +76,28 @@ def build_archive(
         for name, data in sorted(payload.items()):
             info = tarfile.TarInfo(name)
             info.size = len(data)
+            info.mtime = mtimes.get(name, time.time())  # a float: kept exactly in a pax header
             tar.addfile(info, io.BytesIO(data))
     tmp.replace(out)
     return out
+
+
+def results_files(results: str | Path, checkpoints: bool = False) -> dict[str, Path]:
+    """Every file of a results directory by its name relative to it (an unfinished study
+    included): not earlier archives (``archive/``) nor temporary files (names starting with
+    '.'); resume checkpoints of unfinished cells only with ``checkpoints``."""
+    results = Path(results)
+    if not results.is_dir():
+        raise ArchiveError(f"{results}: not a results directory")
+    files = {}
+    for path in sorted(results.rglob("*")):
+        name = path.relative_to(results).as_posix()
+        hidden = any(part.startswith(".") for part in path.relative_to(results).parts)
+        skipped = name.startswith("archive/") or hidden or path.is_symlink()
+        if skipped or not path.is_file() or (path.name == RESUME_FILE and not checkpoints):
+            continue
+        files[name] = path
+    return files
 
 
 def verify_archive(path: str | Path, max_bytes: int = 64 * 2**30) -> dict[str, Any]:
@@ -126,11 +156,18 @@ def _member_digests(
         if name in (MANIFEST, MANIFEST_DIGEST):
             digests[name] = tar.extractfile(member).read(MAX_MANIFEST + 1)
             continue
-        digest, stream = hashlib.sha256(), tar.extractfile(member)
-        while chunk := stream.read(2**20):
-            digest.update(chunk)
-        digests[name] = digest.hexdigest()
+        digests[name] = _digest(tar.extractfile(member))
     return digests, problems
+
+
+def _digest(stream: BinaryIO, copy_to: BinaryIO | None = None) -> str:
+    """sha256 of a stream read in 1 MB chunks (memory stays small), copied on the way."""
+    digest = hashlib.sha256()
+    while chunk := stream.read(2**20):
+        digest.update(chunk)
+        if copy_to is not None:
+            copy_to.write(chunk)
+    return digest.hexdigest()
 
 
 def _kind(member: tarfile.TarInfo) -> str:
@@ -158,3 +195,60 @@ def _manifest(path: Path, data: bytes | None) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError) as err:
         raise ArchiveError(f"{path}: {MANIFEST} is not a manifest ({err})") from None
     return manifest
+
+
+def restore_archive(path: str | Path, results: str | Path, force: bool = False) -> dict[str, int]:
+    """Lay a verified archive's results back into ``results`` with their archived mtimes, so
+    that Snakemake, which reruns a job only when an output is missing or an input is newer
+    than an output (restored files carry no metadata for its other triggers), treats them as
+    done. Refuses, before writing anything, a damaged or foreign archive and existing files
+    that differ (unless ``force``). Returns counts of files written and already in place."""
+    manifest = verify_archive(path)
+    results = Path(results)
+    expected = {n: d for n, d in manifest["files"].items() if n not in ABOUT_ARCHIVE}
+    in_place, differing, blocked = _existing(results, expected)
+    refused = blocked + ([] if force else differing)
+    if refused:
+        shown = ", ".join(refused[:3]) + (f" and {len(refused) - 3} more" if refused[3:] else "")
+        what = "would overwrite" if not blocked else "cannot write (a directory or link in the way)"
+        raise ArchiveError(
+            f"{path}: {what} {len(refused)} file(s) in {results} ({shown}); nothing written"
+            + ("" if blocked else " (--force overwrites them)")
+        )
+    now = time.time()  # archives written before mtimes were kept hold 0: one common time
+    with tarfile.open(path, "r:gz") as tar:
+        for member in tar:
+            if member.name not in expected:
+                continue
+            target = results / member.name
+            if member.name not in in_place:
+                atomic_write(target, lambda tmp, m=member: _extract(tar, m, tmp, expected))
+            mtime = member.mtime or now
+            os.utime(target, (mtime, mtime))
+    return {"written": len(expected) - len(in_place), "in_place": len(in_place)}
+
+
+def _existing(results: Path, expected: Mapping[str, str]) -> tuple[set[str], list[str], list[str]]:
+    """Members whose file is already there with the same bytes, those whose file differs, and
+    those a restore cannot write (a directory or a link there, a file where a directory goes)."""
+    in_place, differing, blocked = set(), [], []
+    for name, digest in sorted(expected.items()):
+        target = results / name
+        if any((results / p).is_file() for p in PurePosixPath(name).parents) or (
+            target.is_symlink() or (target.exists() and not target.is_file())
+        ):
+            blocked.append(name)
+        elif target.exists():
+            with target.open("rb") as stream:
+                same = _digest(stream) == digest
+            (in_place.add if same else differing.append)(name)
+    return in_place, differing, blocked
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, tmp: str, expected: dict) -> None:
+    """Copy a member to ``tmp``, checking its sha256 again (the archive may have changed
+    since it was verified)."""
+    with open(tmp, "wb") as out:
+        digest = _digest(tar.extractfile(member), out)
+    if digest != expected[member.name]:
+        raise ArchiveError(f"{member.name}: changed since the archive was verified")

@@ -204,14 +204,33 @@ def cmd_toy_train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 def cmd_archive(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from pathlib import Path
 
-    from iresnet_inverse.archive import build_archive
+    from iresnet_inverse.archive import build_archive, results_files
 
-    files = {}
-    for path in args.inputs:
-        p = Path(path)
-        parts = p.parts
-        files["/".join(parts[parts.index("results") + 1 :]) if "results" in parts else p.name] = p
-    build_archive(files, cfg, args.out)
+    if bool(args.inputs) == bool(args.results):
+        raise ValueError("give the files to archive or --results DIR, not both or neither")
+    if args.checkpoints and not args.results:
+        raise ValueError("--checkpoints needs --results (checkpoints of unfinished cells)")
+    if args.results:
+        files = results_files(args.results, args.checkpoints)
+    else:
+        files = {}
+        for path in args.inputs:
+            p = Path(path)
+            parts = p.parts
+            name = "/".join(parts[parts.index("results") + 1 :]) if "results" in parts else p.name
+            files[name] = p
+    out = build_archive(files, cfg, args.out)
+    print(f"{out}: {len(files)} files, {out.stat().st_size:,} bytes")
+
+
+def cmd_restore(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.archive import restore_archive
+
+    counts = restore_archive(args.archive, args.results, args.force)
+    print(
+        f"{args.archive}: restored {counts['written']} files into {args.results} "
+        f"({counts['in_place']} already there with the same bytes)"
+    )
 
 
 def cmd_verify_archive(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
@@ -560,10 +579,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_toy_claims)
 
-    p = sub.add_parser("archive", parents=[common], help="archive datasets and figures")
-    p.add_argument("inputs", nargs="+")
+    p = sub.add_parser("archive", parents=[common], help="archive a study's results")
+    p.add_argument("inputs", nargs="*", help="files under results/ (the archive rule's inputs)")
+    p.add_argument(
+        "--results", help="archive every file of this results directory (a study in parts)"
+    )
+    p.add_argument(
+        "--checkpoints",
+        action="store_true",
+        help="with --results: also the resume checkpoints of unfinished cells",
+    )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_archive)
+
+    p = sub.add_parser(
+        "restore", help="lay a verified archive back into results/ (Snakemake finds it done)"
+    )
+    p.add_argument("archive")
+    p.add_argument("--results", default="results", help="the results directory (default results)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files that differ")
+    p.set_defaults(func=cmd_restore, threads=None)
 
     p = sub.add_parser("verify-archive", parents=[common], help="check an archive's manifest")
     p.add_argument("archive")

@@ -1,5 +1,6 @@
-# Archive (run with `snakemake archive`, not part of `all`): the study datasets and figures,
-# the resolved config, a lock of installed packages and a sha256 manifest.
+# Archive (run with `snakemake archive`, not part of `all`): everything `all` makes (data,
+# models, datasets, figures), the resolved config, a lock of installed packages and a sha256
+# manifest. `iresnet-inverse restore` lays it back into results/.
 rule archive:
     input:
         archived_files(),

@@ -253,8 +253,6 @@ ARCHIVE_NAME = config["archive"]["name"] or default_name(config)
 
 
 def archived_files():
-    """The study datasets and figures (what `all` makes besides data and per-cell files)."""
-    return [t for t in all_targets() if os.path.basename(os.path.dirname(t)) in ARCHIVED_DIRS]
-
-
-ARCHIVED_DIRS = ("datasets", "figures")
+    """Everything `all` makes (data, every cell's model and history, datasets, figures): an
+    archive that `iresnet-inverse restore` lays back into a results/ Snakemake finds done."""
+    return all_targets()
