@@ -107,9 +107,13 @@ def test_make_study_accepts_only_the_configs_and_lists_them() -> None:
         ["make", "-s", "studies"], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert listed.stdout.split() == names
-    for bad in ("../../x", "a b", "nonexistent"):
-        result = subprocess.run(
-            ["make", "-s", "study", f"STUDY={bad}"], cwd=ROOT, capture_output=True, text=True
-        )
-        assert result.returncode == 2 and "is not a config in config/" in result.stderr, bad
-        assert not (ROOT / "studies" / bad).exists()
+    planted = ROOT / "studies" / "planted"
+    injection = f'x"; touch {planted}; echo "'
+    for bad in ("../../x", "a b", "nonexistent", injection):
+        for target in ("study", "study-archive", "study-restore"):
+            result = subprocess.run(
+                ["make", "-s", target, f"STUDY={bad}"], cwd=ROOT, capture_output=True, text=True
+            )
+            assert result.returncode == 2 and "is not a config in config/" in result.stderr, bad
+            assert not (ROOT / "studies" / bad).exists()
+    assert not planted.exists()  # the name never reached a shell

@@ -136,6 +136,24 @@ def test_a_cell_without_its_model_is_trained_again(finished_run: Path) -> None:
     assert "train" in _scheduled_rules(result.stdout + result.stderr)
 
 
+def test_a_killed_forced_rerun_retrains_for_a_downstream_target(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    """``snakemake -R train <metrics.nc>`` killed mid-training leaves resume.pt without
+    model.pt: the evaluation of the deleted model is removed and the same target retrains the
+    cell (before, Snakemake found the target done and the old evaluation stood)."""
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir, symlinks=True)
+    metrics = next((workdir / "results" / "evaluate").rglob("metrics.nc"))
+    train = Path(str(metrics.parent).replace("/evaluate/", "/train/"))
+    (train / "model.pt").rename(train / "resume.pt")  # a loadable checkpoint stands in
+    target = str(metrics.relative_to(workdir))
+    result = run_snakemake(workdir, "--dry-run", target)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert {"train", "evaluate"} <= _scheduled_rules(result.stdout + result.stderr)
+    assert "its cell's training was interrupted" in result.stderr and not metrics.exists()
+
+
 def test_a_grid_of_regularized_cells_alone_plans_no_method_figures(tmp_path: Path) -> None:
     """Log-det and divergence cells without reconstruction-trained nets or baselines (the dhat
     ablation): no method to compare, so no examples figure that would crash on none."""

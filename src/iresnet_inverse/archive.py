@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import yaml
 
 from iresnet_inverse.artifacts import atomic_write, git_commit
+from iresnet_inverse.interrupted import RESUME_FILE  # an unfinished cell's checkpoint
 
 MANIFEST = "manifest.json"
 # The manifest's own sha256 (``sha256sum`` format), so that an edit of the manifest itself (a
@@ -26,7 +27,6 @@ MANIFEST_DIGEST = "manifest.sha256"
 MAX_MANIFEST = 2**24  # bytes
 # Members that describe the archive, not results: restore leaves them in the archive.
 ABOUT_ARCHIVE = frozenset({MANIFEST, MANIFEST_DIGEST, "config.yaml", "packages.lock"})
-RESUME_FILE = "resume.pt"  # an unfinished cell's checkpoint (train.RESUME_FILE)
 
 
 class ArchiveError(ValueError):

@@ -25,6 +25,7 @@ from iresnet_inverse.analysis.metrics import psnr
 from iresnet_inverse.artifacts import ArtifactError, read_dataset, variable, write_dataset
 from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
 from iresnet_inverse.data.observations import paired_split
+from iresnet_inverse.interrupted import RESUME_FILE
 from iresnet_inverse.jobs import Job
 from iresnet_inverse.models import (
     MODEL_FILE,
@@ -41,7 +42,7 @@ from iresnet_inverse.reconstruct import reconstruct
 from iresnet_inverse.runtime import generator, resolve_device
 from iresnet_inverse.tv import TotalVariation, search_alpha
 
-HISTORY_FILE, RESUME_FILE = "history.nc", "resume.pt"
+HISTORY_FILE = "history.nc"
 RESUME_KEYS = frozenset(
     {"run_id", "model", "optimizer", "scheduler", "generator", "history", "epoch", "elapsed"}
 )

@@ -4,10 +4,12 @@ import json
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from iresnet_inverse import config as study_config
 from iresnet_inverse.archive import default_name
 from iresnet_inverse.cells import ImageCell, Observations, ToyCell, ToyReference
+from iresnet_inverse.interrupted import remove_stale_results
 from iresnet_inverse.jobs import image_job, toy_job
 from iresnet_inverse.search import trial_job
 from iresnet_inverse.registry import (
@@ -203,6 +205,14 @@ ANALYSIS_CELLS = study_config.analysis_cells(config)
 TOY_CELLS = study_config.toy_cells(config)
 TOY_REFERENCE = ToyReference.pattern()
 TOY_PATTERN = ToyCell.pattern()
+
+
+# Evaluations of a model that a killed forced rerun deleted go first (interrupted.py), so that
+# every target that needs them retrains the cell.
+for _stale in remove_stale_results(
+    Path(RESULTS), [c.dir for c in CELLS], [c.dir for c in TOY_CELLS]
+):
+    print(f"removed {_stale}: its cell's training was interrupted", file=sys.stderr)
 
 
 def toy_files():
