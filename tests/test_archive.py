@@ -166,6 +166,26 @@ def test_two_names_for_one_path_are_refused(tmp_path: Path, alias: str) -> None:
         verify_archive(path)
 
 
+@pytest.mark.parametrize(
+    ("names", "problem"),
+    [
+        (["a.nc", "A.nc"], "members A.nc and a.nc differ only in case"),
+        (["d", "d/x.nc"], "member d is also a directory of other members"),
+    ],
+)
+def test_members_that_land_on_one_path_are_refused(
+    tmp_path: Path, names: list[str], problem: str
+) -> None:
+    """Safe names each, but one path when extracted (on a case-insensitive file system, or a
+    file where a directory must go)."""
+    files = {name: name.encode() for name in names}
+    path = _tar_with(
+        tmp_path / "t.tar.gz", [*(_file(n, d) for n, d in files.items()), *_manifest_for(files)]
+    )
+    with pytest.raises(ArchiveError, match=re.escape(problem)):
+        verify_archive(path)
+
+
 def test_an_edited_manifest_is_caught(tmp_path: Path) -> None:
     """A forged git_commit changes no listed file, but the manifest's own digest."""
     path = _archive(tmp_path)

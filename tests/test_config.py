@@ -106,6 +106,7 @@ DEMO_BLOCK = {**GOOD_BLOCK, "lipschitz": [0.99], "arch": ["iresnet_demo"]}
         ({"figures": {"cmap": "no_such_map"}}, "figures.cmap"),
         ({"train": {"compile": "bogus"}}, "train.compile"),
         ({"search": {"learning_rate": [1e-2, 1e-4]}}, "search.learning_rate"),
+        ({"data": {"named_images": ["camera", "nope"]}}, "data.named_images"),
     ],
 )  # fmt: skip
 def test_what_would_fail_in_a_job_fails_at_config_time(cfg: dict, field: str) -> None:

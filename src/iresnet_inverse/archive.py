@@ -9,7 +9,7 @@ import os
 import tarfile
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -113,6 +113,7 @@ def verify_archive(path: str | Path, max_bytes: int = 64 * 2**30) -> dict[str, A
             digests, problems = _member_digests(tar, max_bytes)
     except (OSError, tarfile.TarError, EOFError, zlib.error) as err:
         raise ArchiveError(f"{path}: not a readable archive ({err})") from err
+    problems += _clashes(digests)
     if problems:
         raise ArchiveError(f"{path}: " + "; ".join(problems))
     raw = digests.pop(MANIFEST, None)
@@ -158,6 +159,20 @@ def _member_digests(
             continue
         digests[name] = _digest(tar.extractfile(member))
     return digests, problems
+
+
+def _clashes(names: Iterable[str]) -> list[str]:
+    """Names that would land on one path when extracted: equal but for case (one file on
+    case-insensitive file systems), or a file that is also another member's directory."""
+    problems, folded = [], {}
+    for name in sorted(names):
+        first = folded.setdefault(name.casefold(), name)
+        if first != name:
+            problems.append(f"members {first} and {name} differ only in case")
+    folders = {str(p) for name in names for p in PurePosixPath(name).parents if str(p) != "."}
+    problems += [f"member {n} is also a directory of other members" for n in sorted(folders)
+                 if n in names]  # fmt: skip
+    return problems
 
 
 def _digest(stream: BinaryIO, copy_to: BinaryIO | None = None) -> str:

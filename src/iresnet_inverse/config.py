@@ -13,6 +13,7 @@ from iresnet_inverse.cells import ImageCell, ToyCell
 from iresnet_inverse.registry import (
     BASELINE_OBJECTIVES,
     BUILTIN_SMALLEST_SIDE,
+    BUILTIN_TEST_IMAGES,
     INVERTIBLE_KINDS,
     STL10_SIDE,
 )
@@ -93,6 +94,12 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
                     f"config field data.gaussian.period: {data['gaussian']['period']} is smaller "
                     f"than data.{field} {data[field]}"
                 )
+    unknown = sorted(set(data.get("named_images") or ()) - set(BUILTIN_TEST_IMAGES))
+    if data["source"] == "builtin" and unknown:
+        raise ConfigError(
+            f"config field data.named_images: {unknown} are not test images of the builtin "
+            f"source {list(BUILTIN_TEST_IMAGES)}"
+        )
     side = {"builtin": BUILTIN_SMALLEST_SIDE, "stl10": STL10_SIDE}.get(data["source"])
     for field in ("patch_size", "named_size"):
         if side is not None and data[field] > side // data["downscale"]:

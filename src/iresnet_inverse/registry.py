@@ -21,6 +21,7 @@ OPERATORS = ("blur", "diffusion")  # image operators; the toy problems add linea
 PRIORS = ("bimodal", "gaussian", "trimodal", "bimodal3d", "logcosh")
 PROBES = ("directional", "saliency")
 BUILTIN_SMALLEST_SIDE = 300  # pixels: chelsea, 300 x 451 (tests/test_data.py checks it)
+BUILTIN_TEST_IMAGES = ("astronaut", "camera", "chelsea")  # the builtin source's test split
 STL10_SIDE = 96
 
 RECONSTRUCTION_FIGURES = (

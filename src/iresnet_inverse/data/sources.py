@@ -10,7 +10,7 @@ from skimage import color, io
 from skimage import data as skdata
 from skimage.transform import rescale
 
-from iresnet_inverse.registry import STL10_SIDE
+from iresnet_inverse.registry import BUILTIN_TEST_IMAGES, STL10_SIDE
 
 # Natural photographs and textures that scikit-image and scikit-learn ship inside their wheels.
 # The split is by image and fixed: the three test images are the named images of the analyses
@@ -30,7 +30,7 @@ BUILTIN_SPLITS: dict[str, tuple[str, ...]] = {
         "rocket",
     ),
     "val": ("coins", "motorcycle"),
-    "test": ("astronaut", "camera", "chelsea"),
+    "test": BUILTIN_TEST_IMAGES,
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
