@@ -494,3 +494,66 @@ def test_a_resume_checkpoint_missing_keys_is_discarded(
         result.stderr
     )
     assert (tmp_path / "model.pt").exists() and not (tmp_path / "resume.pt").exists()
+
+
+def test_a_checkpoint_written_on_one_device_resumes_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed after epoch 1 resumes where the loader would put tensors on another device
+    (emulated: every ``map_location`` but the CPU loads onto ``meta``, as ``cuda`` would put
+    the generator state on the GPU): the generator state stays a CPU ByteTensor, Adam's moments
+    go to the parameters' device and its step stays on the CPU, and the resumed run ends with
+    the uninterrupted run's weights."""
+    from iresnet_inverse import checkpoints, train
+
+    cfg = _config(epochs=2)
+    settings = TrainSettings.of(config.train_settings(cfg, ImageCell.of(CELL)))
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    task = Task("reconstruction", get_operator("blur"), x, x.clone(), 0.05, 0)
+
+    class Interrupt(Exception):
+        pass
+
+    def run(out: Path, kill_at: int | None = None) -> tuple[torch.nn.Module, Run]:
+        calls = []
+
+        def validate(model: torch.nn.Module) -> float:
+            calls.append(1)
+            if len(calls) == kill_at:
+                raise Interrupt
+            return 0.0
+
+        torch.manual_seed(0)
+        return build_iresnet(cfg["archs"]["tiny"], 0.9), Run(out, "run", "c", validate, print)
+
+    net, whole = run(tmp_path / "whole")
+    (tmp_path / "whole").mkdir()
+    fit(net, task, settings, whole)
+    expected = {k: v.clone() for k, v in net.state_dict().items()}
+
+    (tmp_path / "cut").mkdir()
+    killed, cut = run(tmp_path / "cut", kill_at=2)
+    with pytest.raises(Interrupt):
+        fit(killed, task, settings, cut)
+    saved = checkpoints.load_checkpoint(tmp_path / "cut" / "resume.pt")
+
+    real_load = torch.load
+
+    def load_elsewhere(path, map_location=None, **kwargs):  # noqa: ANN001, ANN202
+        other = map_location if map_location == "cpu" else "meta"
+        return real_load(path, map_location=other, **kwargs)
+
+    monkeypatch.setattr(checkpoints.torch, "load", load_elsewhere)
+    resumed, cut = run(tmp_path / "cut")
+    state = train._start(resumed, task, settings, cut)
+    rng = state.rng.get_state()
+    assert rng.device.type == "cpu" and rng.dtype == torch.uint8
+    assert torch.equal(rng, saved["generator"])
+    moments = state.optimizer.state[next(resumed.parameters())]
+    assert moments["step"].device.type == "cpu"
+    assert moments["exp_avg"].device == next(resumed.parameters()).device
+    resumed, cut = run(tmp_path / "cut")
+    history = fit(resumed, task, settings, cut)
+    assert history.resumed_at_epochs == [1]
+    for key, value in resumed.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0)

@@ -227,7 +227,7 @@ def _start(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) 
     if not path.exists():
         return state
     try:
-        saved = load_checkpoint(path, task.x.device)
+        saved = load_checkpoint(path)
     except ArtifactError:
         run.log(
             f"{run.label}: {path} is not a loadable checkpoint (corrupt, truncated, or a pickle "
