@@ -557,3 +557,74 @@ def test_a_checkpoint_written_on_one_device_resumes_on_another(
     assert history.resumed_at_epochs == [1]
     for key, value in resumed.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
+
+
+@pytest.fixture
+def torch_flags(monkeypatch: pytest.MonkeyPatch) -> object:
+    """Flags as torch has them on a fresh CUDA process (cuDNN convolutions in TF32), restored
+    afterwards."""
+    backends = (torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn)
+    before = [b.fp32_precision for b in backends]
+    for backend in backends:
+        backend.fp32_precision = "tf32"
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    yield backends
+    for backend, value in zip(backends, before, strict=True):
+        backend.fp32_precision = value
+    torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("entry", ["train", "evaluate", "probe", "apply"])
+def test_every_job_runs_float32_without_tf32_and_deterministic_on_request(
+    tmp_path: Path, torch_flags: tuple, entry: str, deterministic: bool
+) -> None:
+    """Each job sets the device up before its first read (here of a missing file): TF32 off
+    for matmuls and cuDNN, and with ``deterministic: true`` deterministic algorithms and
+    cuBLAS's fixed workspace; the job's JSON carries the option only when it is on."""
+    from iresnet_inverse.analysis.probes import probe_model_file
+    from iresnet_inverse.apply import apply_model
+    from iresnet_inverse.train import train_image_cell
+
+    cfg = config.validate({**_config(1), "deterministic": deterministic})
+    job = Job.from_json(_job(cfg).to_json())
+    assert job.deterministic is deterministic
+    assert ("deterministic" in job.to_json()) is deterministic  # old jobs keep their JSON
+    missing = tmp_path / "missing.nc"
+    run = {
+        "train": lambda: train_image_cell(job, missing, missing, tmp_path),
+        "evaluate": lambda: evaluate_model_file(missing, missing, missing, job),
+        "probe": lambda: probe_model_file("directional", str(missing), str(missing), job),
+        "apply": lambda: apply_model(missing, missing, device="cpu"),
+    }[entry]
+    with pytest.raises((ArtifactError, FileNotFoundError, ValueError)):
+        run()
+    assert [backend.fp32_precision for backend in torch_flags] == ["ieee"] * 3
+    assert torch.get_float32_matmul_precision() == "highest"
+    on = deterministic and entry != "apply"  # the reconstruct tool has no config
+    assert torch.are_deterministic_algorithms_enabled() is on
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == (":4096:8" if on else None)
+
+
+def test_deterministic_algorithms_leave_cpu_training_unchanged(
+    tmp_path: Path, torch_flags: tuple
+) -> None:
+    """No op of a training step lacks a deterministic CPU kernel, and the CPU result is the
+    same bits with the option on."""
+    from iresnet_inverse.runtime import setup
+
+    cfg = _config(epochs=1)
+    settings = TrainSettings.of(config.train_settings(cfg, ImageCell.of(CELL)))
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    task = Task("divergence", get_operator("blur"), x, x.clone(), 0.05, 0)
+    weights = []
+    for deterministic in (False, True):
+        setup("cpu", deterministic)
+        torch.manual_seed(0)
+        net = build_iresnet(cfg["archs"]["tiny"], 0.9)
+        (tmp_path / str(deterministic)).mkdir()
+        fit(net, task, settings, Run(tmp_path / str(deterministic), "r", "c", lambda n: 0.0, print))
+        weights.append(net.state_dict())
+    assert torch.are_deterministic_algorithms_enabled()
+    for key, value in weights[0].items():
+        torch.testing.assert_close(weights[1][key], value, rtol=0, atol=0)

@@ -38,7 +38,7 @@ from iresnet_inverse.nets.iresnet import IResNet, count_parameters
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
 from iresnet_inverse.reconstruct import reconstruct
-from iresnet_inverse.runtime import generator, resolve_device
+from iresnet_inverse.runtime import generator, setup
 from iresnet_inverse.tv import TotalVariation, search_alpha
 
 HISTORY_FILE, RESUME_FILE = "history.nc", "resume.pt"
@@ -562,7 +562,7 @@ def train_image_cell(
     split); write model.pt and history.nc to ``out_dir``."""
     cell, settings, spec = job.cell, job.settings, job.spec
     out_dir, label = Path(out_dir), cell.dir
-    device = resolve_device(job.device)
+    device = setup(job.device, job.deterministic)
     images = read_dataset(images_path)
     observations = read_dataset(observations_path, cell)
     operator = get_operator(cell.operator, **job.operator_params).to(device)
