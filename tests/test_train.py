@@ -628,3 +628,38 @@ def test_deterministic_algorithms_leave_cpu_training_unchanged(
     assert torch.are_deterministic_algorithms_enabled()
     for key, value in weights[0].items():
         torch.testing.assert_close(weights[1][key], value, rtol=0, atol=0)
+
+
+def test_compiled_residuals_compile_each_argument_kind_once(tmp_path: Path) -> None:
+    """compile aot_eager (AOTAutograd, as inductor): a 6-block net trains through the implicit
+    backward (which differentiates one evaluation many times) with batches of 4 and 2 and
+    validates with 3; every graph is compiled in the first epoch, fewer than torch's 8 per
+    function (past which it falls back to eager), and the second epoch compiles none."""
+    from torch._dynamo.utils import counters
+
+    from iresnet_inverse.nets.solvers import SolverConfig
+    from iresnet_inverse.reconstruct import reconstruct
+
+    cfg = _config(epochs=2)
+    cfg["archs"]["tiny"]["blocks"] = 6
+    cfg["train"].update(batch_size=4, compile="aot_eager")
+    cfg["train"]["solver"] = {"method": "anderson", "tol": 1e-3}
+    settings = TrainSettings.of(config.train_settings(cfg, ImageCell.of(CELL)))
+    x = torch.rand(10, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    operator = get_operator("blur")
+    task = Task("reconstruction", operator, x, x.clone(), 0.05, 0)
+    graphs = []
+
+    def validate(model: torch.nn.Module) -> float:
+        reconstruct(model, "reconstruction", operator, x[:3], SolverConfig(tol=1e-3))
+        graphs.append(counters["stats"]["unique_graphs"])
+        return 0.0
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    net = build_iresnet(cfg["archs"]["tiny"], 0.9)
+    history = fit(net, task, settings, Run(tmp_path, "r", "c", validate, print))
+    assert np.isfinite(history.loss).all() and len(history.loss) == 6
+    assert 0 < graphs[0] == graphs[1] < 8, graphs
+    assert counters["frames"]["ok"] == counters["frames"]["total"]
