@@ -663,3 +663,40 @@ def test_compiled_residuals_compile_each_argument_kind_once(tmp_path: Path) -> N
     assert np.isfinite(history.loss).all() and len(history.loss) == 6
     assert 0 < graphs[0] == graphs[1] < 8, graphs
     assert counters["frames"]["ok"] == counters["frames"]["total"]
+
+
+def test_a_training_step_reads_the_device_once_for_its_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Host reads of tensor values (each a synchronization on an accelerator) made by the
+    training loop itself: one per step, for loss, evaluations and residual together; the
+    augmentation reads none (it read 16 per step, the record 4)."""
+    import traceback
+
+    from iresnet_inverse import train
+
+    cfg = _config(epochs=1)
+    settings = TrainSettings.of(config.train_settings(cfg, ImageCell.of(CELL)))
+    assert settings.augment
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    task = Task("reconstruction", get_operator("blur"), x, x.clone(), 0.05, 0)
+    reads = []
+
+    def counting(name: str) -> None:
+        real = getattr(torch.Tensor, name)
+
+        def read(self: torch.Tensor, *args: object) -> object:
+            if traceback.extract_stack()[-2].filename == train.__file__:  # the loop's own
+                reads.append(name)
+            return real(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, read)
+
+    torch.manual_seed(0)
+    net = build_iresnet(cfg["archs"]["tiny"], 0.9)
+    for name in ("item", "__float__", "__int__", "__bool__", "tolist"):
+        counting(name)
+    history = fit(net, task, settings, Run(tmp_path, "r", "c", lambda n: 0.0, print))
+    monkeypatch.undo()
+    assert len(history.loss) == 2 and np.isfinite(history.inverse_evaluations).all()
+    assert len(reads) == len(history.loss), reads
