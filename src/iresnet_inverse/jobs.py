@@ -36,8 +36,8 @@ class Job:
     spec: dict[str, Any]
     operator_params: dict[str, Any]
     device: str = "auto"
-    deterministic: bool = False
     sections: dict[str, Any] = dataclasses.field(default_factory=dict)
+    deterministic: bool = False
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), sort_keys=True)
