@@ -1,6 +1,7 @@
 #!/bin/sh
 # One command for a GPU machine: the paper-scale epoch time and the bf16 / channels_last /
-# torch.compile gains (gpu_epoch.py), the demo-net step breakdown (training_step.py), and what
+# torch.compile gains (gpu_epoch.py: per variant the step time, the evaluations per block and
+# whether the solves reached their tolerance), the demo-net step breakdown (training_step.py), and what
 # the Fourier preconditioner costs beside an evaluation (inversion.py --preconditioner-cost).
 set -e
 cd "$(dirname "$0")/.."

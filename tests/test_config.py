@@ -72,6 +72,14 @@ def test_bad_values_name_the_field(cfg: dict, field: str) -> None:
 
 
 DEMO_BLOCK = {**GOOD_BLOCK, "lipschitz": [0.99], "arch": ["iresnet_demo"]}
+DIVERGENCE_BLOCK = {**DEMO_BLOCK, "objective": ["divergence"]}
+TOY_LOGDET = {
+    "prior": ["bimodal"],
+    "eps": [1.0],
+    "noise_level": [0.1],
+    "lipschitz": [0.9],
+    "objective": ["logdet"],
+}
 
 
 @pytest.mark.parametrize(
@@ -105,13 +113,30 @@ DEMO_BLOCK = {**GOOD_BLOCK, "lipschitz": [0.99], "arch": ["iresnet_demo"]}
         ({"analysis": {"masks": {"camera": "/no/such/mask.png"}}}, "analysis.masks.camera"),
         ({"figures": {"cmap": "no_such_map"}}, "figures.cmap"),
         ({"train": {"compile": "bogus"}}, "train.compile"),
+        # compiled code cannot differentiate derivatives; bf16 cannot reach 1e-5
+        ({"train": {"compile": "aot_eager"}, "grid": [DIVERGENCE_BLOCK]}, "train.compile"),
+        ({"train": {"compile": "inductor"}, "toy2d": {"grid": [TOY_LOGDET]}}, "train.compile"),
+        ({"train": {"precision": "bf16"}}, "train.solver.tol"),
         ({"search": {"learning_rate": [1e-2, 1e-4]}}, "search.learning_rate"),
         ({"data": {"named_images": ["camera", "nope"]}}, "data.named_images"),
     ],
 )  # fmt: skip
 def test_what_would_fail_in_a_job_fails_at_config_time(cfg: dict, field: str) -> None:
-    with pytest.raises(config.ConfigError, match=re.escape(f"config field {field}")):
+    with pytest.raises(config.ConfigError, match=re.escape(f"config field {field}")) as error:
         config.check(config.validate(copy.deepcopy({"grid": [DEMO_BLOCK], **cfg})))
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "train",
+    [
+        {"compile": "aot_eager"},  # reconstruction and approximation: compiled
+        {"precision": "bf16", "solver": {"tol": 1e-3}},  # a tolerance bf16 reaches
+    ],
+)
+def test_the_gpu_path_settings_it_can_serve_pass(train: dict) -> None:
+    block = {**DEMO_BLOCK, "objective": ["reconstruction", "approximation"]}
+    config.check(config.validate({"grid": [block], "train": train}))
 
 
 def test_a_toy_block_chooses_its_architecture() -> None:

@@ -420,3 +420,41 @@ def test_training_steps_do_not_keep_their_graphs_alive() -> None:
     for _ in range(30):
         step()
     assert peak_mb() - before < 100  # the leak added about 270 MB here
+
+
+@pytest.mark.parametrize("method", ["anderson", "fixed_point"])
+def test_on_a_device_the_stopping_test_is_read_every_few_evaluations(
+    monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """Reading whether a batch is done synchronizes an accelerator with the host: there the
+    solvers read it every ``DEVICE_STOP_TEST_EVERY`` evaluations (emulated on the CPU). The
+    per-sample counts and the convergence are those of a test at every evaluation, the
+    solution at least as accurate."""
+    from iresnet_inverse.nets import solvers
+
+    torch.manual_seed(0)
+    weight = 0.6 * torch.linalg.qr(torch.randn(6, 6))[0]
+    z = torch.randn(5, 6)
+
+    def T(x: torch.Tensor) -> torch.Tensor:
+        return z + torch.tanh(x @ weight.T)
+
+    config = SolverConfig(method=method, tol=1e-6, max_iter=200)
+    every_time = solvers.solve(T, z, config)
+    reads = []
+    real_bool = torch.Tensor.__bool__
+
+    def counted(self: torch.Tensor) -> bool:
+        reads.append(1)
+        return real_bool(self)
+
+    monkeypatch.setattr(solvers, "stop_test_every", lambda device: solvers.DEVICE_STOP_TEST_EVERY)
+    monkeypatch.setattr(torch.Tensor, "__bool__", counted)
+    sparse = solvers.solve(T, z, config)
+    monkeypatch.undo()
+    every = solvers.DEVICE_STOP_TEST_EVERY
+    assert every > 1 and every_time.converged.all() and sparse.converged.all()
+    assert torch.equal(sparse.iterations, every_time.iterations)
+    assert sparse.evaluations == every * math.ceil(every_time.evaluations / every)
+    assert len(reads) == sparse.evaluations // every
+    assert (sparse.residual <= config.tol).all()

@@ -51,6 +51,16 @@ def test_slurm_profile_requests_gpus_for_training_jobs_only(tmp_path: Path) -> N
             assert resources["runtime"] == "7" and resources["mem_mb"] == "900", (name, line)
 
 
+def test_device_auto_asks_for_no_gpu_when_jobs_run_here(tmp_path: Path) -> None:
+    """Local runs (the demo) claim no GPU resource with device auto; on a cluster they do
+    (``test_sbatch_line_of_a_training_job``)."""
+    path = ci_config(tmp_path, device="auto")
+    result = run_snakemake(tmp_path, "--dry-run", configfile=path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train = re.search(r"^rule train:\n(.*?)^\s+resources: (.*)$", result.stdout, re.M | re.S)
+    assert re.search(r"\bgpu=0\b", train.group(2)), train.group(2)
+
+
 def test_combine_figure_and_archive_rules_are_local() -> None:
     rules = "\n".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
     names = set(re.findall(r"^rule (\w+):", rules, flags=re.MULTILINE))
@@ -78,11 +88,12 @@ def fake_slurm(bin_dir: Path, log: Path) -> dict[str, str]:
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
 
-@pytest.mark.parametrize("device", ["cuda", "cpu"])
+@pytest.mark.parametrize("device", ["cuda", "auto", "cpu"])
 def test_sbatch_line_of_a_training_job(tmp_path: Path, device: str) -> None:
-    """A GPU job gets --gpus=1 and --cpus-per-gpu=threads, a CPU job --cpus-per-task=threads;
-    both the cell's runtime and memory. The partition is the cluster's default unless one is
-    given; giving it and the account on the command line keeps the rest."""
+    """A GPU job (device cuda, or auto: on a cluster CUDA is present only if asked for) gets
+    --gpus=1 and --cpus-per-gpu=threads, a CPU job --cpus-per-task=threads; both the cell's
+    runtime and memory. The partition is the cluster's default unless one is given; giving it
+    and the account on the command line keeps the rest."""
     path = ci_config(tmp_path, device=device, threads=2, search={"trials": 0})
     workdir = tmp_path / "run"
     for name in ("data/images.nc", "data/operator~blur/noise_level~0.05/observations.nc"):
@@ -96,7 +107,7 @@ def test_sbatch_line_of_a_training_job(tmp_path: Path, device: str) -> None:
         workdir,
         *("--profile", PROFILE, "--retries", "0", target),
         *("--slurm-init-seconds-before-status-checks", "1"),  # shut down without the 40 s wait
-        *(site if device == "cuda" else ()),
+        *(site if device != "cpu" else ()),
         configfile=path,
         env=env,
     )
@@ -106,7 +117,7 @@ def test_sbatch_line_of_a_training_job(tmp_path: Path, device: str) -> None:
     line = " ".join(calls[0])
     assert "--comment rule_train_wildcards_" in line
     assert " -t 60 " in f"{line} " and " --mem 4000 " in f"{line} "
-    if device == "cuda":
+    if device != "cpu":
         assert "-A proj -p gpu" in line, line
         assert "--gpus=1" in calls[0] and "--cpus-per-gpu=2" in calls[0], line
         assert not any(arg.startswith("--cpus-per-task") for arg in calls[0]), line

@@ -601,3 +601,209 @@ def test_a_resume_checkpoint_missing_keys_is_discarded(
         result.stderr
     )
     assert (tmp_path / "model.pt").exists() and not (tmp_path / "resume.pt").exists()
+
+
+def test_a_checkpoint_written_on_one_device_resumes_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed after epoch 1 resumes where the loader would put tensors on another device
+    (emulated: every ``map_location`` but the CPU loads onto ``meta``, as ``cuda`` would put
+    the generator state on the GPU): the generator state stays a CPU ByteTensor, Adam's moments
+    go to the parameters' device and its step stays on the CPU, and the resumed run ends with
+    the uninterrupted run's weights."""
+    from iresnet_inverse import checkpoints, train
+
+    cfg = _config(epochs=2)
+    settings = TrainSettings.of(config.train_settings(cfg, ImageCell.of(CELL)))
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    task = Task("reconstruction", get_operator("blur"), x, x.clone(), 0.05, 0)
+
+    class Interrupt(Exception):
+        pass
+
+    def run(out: Path, kill_at: int | None = None) -> tuple[torch.nn.Module, Run]:
+        calls = []
+
+        def validate(model: torch.nn.Module) -> float:
+            calls.append(1)
+            if len(calls) == kill_at:
+                raise Interrupt
+            return 0.0
+
+        torch.manual_seed(0)
+        return build_iresnet(cfg["archs"]["tiny"], 0.9), Run(out, "run", "c", validate, print)
+
+    net, whole = run(tmp_path / "whole")
+    (tmp_path / "whole").mkdir()
+    fit(net, task, settings, whole)
+    expected = {k: v.clone() for k, v in net.state_dict().items()}
+
+    (tmp_path / "cut").mkdir()
+    killed, cut = run(tmp_path / "cut", kill_at=2)
+    with pytest.raises(Interrupt):
+        fit(killed, task, settings, cut)
+    saved = checkpoints.load_checkpoint(tmp_path / "cut" / "resume.pt")
+
+    real_load = torch.load
+
+    def load_elsewhere(path, map_location=None, **kwargs):  # noqa: ANN001, ANN202
+        other = map_location if map_location == "cpu" else "meta"
+        return real_load(path, map_location=other, **kwargs)
+
+    monkeypatch.setattr(checkpoints.torch, "load", load_elsewhere)
+    resumed, cut = run(tmp_path / "cut")
+    state = train._start(resumed, task, settings, cut)
+    rng = state.rng.get_state()
+    assert rng.device.type == "cpu" and rng.dtype == torch.uint8
+    assert torch.equal(rng, saved["generator"])
+    moments = state.optimizer.state[next(resumed.parameters())]
+    assert moments["step"].device.type == "cpu"
+    assert moments["exp_avg"].device == next(resumed.parameters()).device
+    resumed, cut = run(tmp_path / "cut")
+    history = fit(resumed, task, settings, cut)
+    assert history.resumed_at_epochs == [1]
+    for key, value in resumed.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
+
+
+@pytest.fixture
+def torch_flags(monkeypatch: pytest.MonkeyPatch) -> object:
+    """Flags as torch has them on a fresh CUDA process (cuDNN convolutions in TF32), restored
+    afterwards."""
+    backends = (torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn)
+    before = [b.fp32_precision for b in backends]
+    for backend in backends:
+        backend.fp32_precision = "tf32"
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    yield backends
+    for backend, value in zip(backends, before, strict=True):
+        backend.fp32_precision = value
+    torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("entry", ["train", "evaluate", "probe", "apply"])
+def test_every_job_runs_float32_without_tf32_and_deterministic_on_request(
+    tmp_path: Path, torch_flags: tuple, entry: str, deterministic: bool
+) -> None:
+    """Each job sets the device up before its first read (here of a missing file): TF32 off
+    for matmuls and cuDNN, and with ``deterministic: true`` deterministic algorithms and
+    cuBLAS's fixed workspace; the job's JSON carries the option only when it is on."""
+    from iresnet_inverse.analysis.probes import probe_model_file
+    from iresnet_inverse.apply import apply_model
+    from iresnet_inverse.train import train_image_cell
+
+    cfg = config.validate({**_config(1), "deterministic": deterministic})
+    job = Job.from_json(_job(cfg).to_json())
+    assert job.deterministic is deterministic
+    assert ("deterministic" in job.to_json()) is deterministic  # old jobs keep their JSON
+    missing = tmp_path / "missing.nc"
+    run = {
+        "train": lambda: train_image_cell(job, missing, missing, tmp_path),
+        "evaluate": lambda: evaluate_model_file(missing, missing, missing, job),
+        "probe": lambda: probe_model_file("directional", str(missing), str(missing), job),
+        "apply": lambda: apply_model(missing, missing, device="cpu"),
+    }[entry]
+    with pytest.raises((ArtifactError, FileNotFoundError, ValueError)):
+        run()
+    assert [backend.fp32_precision for backend in torch_flags] == ["ieee"] * 3
+    assert torch.get_float32_matmul_precision() == "highest"
+    on = deterministic and entry != "apply"  # the reconstruct tool has no config
+    assert torch.are_deterministic_algorithms_enabled() is on
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == (":4096:8" if on else None)
+
+
+def test_deterministic_algorithms_leave_cpu_training_unchanged(
+    tmp_path: Path, torch_flags: tuple
+) -> None:
+    """No op of a training step lacks a deterministic CPU kernel, and the CPU result is the
+    same bits with the option on."""
+    from iresnet_inverse.runtime import setup
+
+    cfg = _config(epochs=1)
+    settings = TrainSettings.of(config.train_settings(cfg, ImageCell.of(CELL)))
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    task = Task("divergence", get_operator("blur"), x, x.clone(), 0.05, 0)
+    weights = []
+    for deterministic in (False, True):
+        setup("cpu", deterministic)
+        torch.manual_seed(0)
+        net = build_iresnet(cfg["archs"]["tiny"], 0.9)
+        (tmp_path / str(deterministic)).mkdir()
+        fit(net, task, settings, Run(tmp_path / str(deterministic), "r", "c", lambda n: 0.0, print))
+        weights.append(net.state_dict())
+    assert torch.are_deterministic_algorithms_enabled()
+    for key, value in weights[0].items():
+        torch.testing.assert_close(weights[1][key], value, rtol=0, atol=0)
+
+
+def test_compiled_residuals_compile_each_argument_kind_once(tmp_path: Path) -> None:
+    """compile aot_eager (AOTAutograd, as inductor): a 6-block net trains through the implicit
+    backward (which differentiates one evaluation many times) with batches of 4 and 2 and
+    validates with 3; every graph is compiled in the first epoch, fewer than torch's 8 per
+    function (past which it falls back to eager), and the second epoch compiles none."""
+    from torch._dynamo.utils import counters
+
+    from iresnet_inverse.nets.solvers import SolverConfig
+    from iresnet_inverse.reconstruct import reconstruct
+
+    cfg = _config(epochs=2)
+    cfg["archs"]["tiny"]["blocks"] = 6
+    cfg["train"].update(batch_size=4, compile="aot_eager")
+    cfg["train"]["solver"] = {"method": "anderson", "tol": 1e-3}
+    settings = TrainSettings.of(config.train_settings(cfg, ImageCell.of(CELL)))
+    x = torch.rand(10, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    operator = get_operator("blur")
+    task = Task("reconstruction", operator, x, x.clone(), 0.05, 0)
+    graphs = []
+
+    def validate(model: torch.nn.Module) -> float:
+        reconstruct(model, "reconstruction", operator, x[:3], SolverConfig(tol=1e-3))
+        graphs.append(counters["stats"]["unique_graphs"])
+        return 0.0
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    net = build_iresnet(cfg["archs"]["tiny"], 0.9)
+    history = fit(net, task, settings, Run(tmp_path, "r", "c", validate, print))
+    assert np.isfinite(history.loss).all() and len(history.loss) == 6
+    assert 0 < graphs[0] == graphs[1] < 8, graphs
+    assert counters["frames"]["ok"] == counters["frames"]["total"]
+
+
+def test_a_training_step_reads_the_device_once_for_its_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Host reads of tensor values (each a synchronization on an accelerator) made by the
+    training loop itself: one per step, for loss, evaluations and residual together; the
+    augmentation reads none (it read 16 per step, the record 4)."""
+    import traceback
+
+    from iresnet_inverse import train
+
+    cfg = _config(epochs=1)
+    settings = TrainSettings.of(config.train_settings(cfg, ImageCell.of(CELL)))
+    assert settings.augment
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    task = Task("reconstruction", get_operator("blur"), x, x.clone(), 0.05, 0)
+    reads = []
+
+    def counting(name: str) -> None:
+        real = getattr(torch.Tensor, name)
+
+        def read(self: torch.Tensor, *args: object) -> object:
+            if traceback.extract_stack()[-2].filename == train.__file__:  # the loop's own
+                reads.append(name)
+            return real(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, read)
+
+    torch.manual_seed(0)
+    net = build_iresnet(cfg["archs"]["tiny"], 0.9)
+    for name in ("item", "__float__", "__int__", "__bool__", "tolist"):
+        counting(name)
+    history = fit(net, task, settings, Run(tmp_path, "r", "c", lambda n: 0.0, print))
+    monkeypatch.undo()
+    assert len(history.loss) == 2 and np.isfinite(history.inverse_evaluations).all()
+    assert len(reads) == len(history.loss), reads

@@ -24,7 +24,7 @@ from iresnet_inverse.data.sources import check_finite, to_gray
 from iresnet_inverse.models import TrainedCell, load_trained_cell
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.reconstruct import reconstruct
-from iresnet_inverse.runtime import generator, resolve_device
+from iresnet_inverse.runtime import generator, setup
 
 # The image sizes reconstruct takes: the blur's reflect padding and the saliency crops need some
 # pixels; the inversion's memory grows with the pixel count (an outside review saw a 3000 x 3000
@@ -180,9 +180,10 @@ def apply_model(
     image; metrics whenever the clean image is known."""
     if noise_level is not None and data_path is not None:
         raise ValueError("--noise-level simulates data; it cannot be combined with --data")
-    trained = load_trained_cell(model_path, resolve_device(device))
+    where = setup(device)
+    trained = load_trained_cell(model_path, where)
     x, z, delta = _observed(trained, image_path, data_path, noise_level, seed)
-    x_hat, converged = reconstruct_image(trained, z, evaluation_solver(), resolve_device(device))
+    x_hat, converged = reconstruct_image(trained, z, evaluation_solver(), where)
     metrics = {} if x is None else quality(x, z, x_hat)
     return Applied(x, z, x_hat, delta, dict(trained.cell), metrics, converged)
 

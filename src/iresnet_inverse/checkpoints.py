@@ -14,13 +14,16 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely; a missing, corrupt or code-carrying file names itself."""
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint safely, its tensors on the CPU; a missing, corrupt or code-carrying
+    file names itself. Callers move what they use (``load_state_dict`` copies onto the
+    parameters' device), so a checkpoint written on one device loads on any other and a
+    generator state stays the CPU ByteTensor that ``Generator.set_state`` takes."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: checkpoint not found (run the training rule that makes it)")
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         # torch's message suggests weights_only=False, i.e. running the file's code: never.
         raise ArtifactError(

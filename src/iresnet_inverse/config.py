@@ -21,6 +21,12 @@ from iresnet_inverse.registry import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 UNCONSTRAINED = float("inf")
+# The smallest relative residual the training solver reaches with bf16 convolutions: the floor
+# measured on the CPU was 1.3e-4 (paper width) to 6.6e-4 (demo net); below it every forward
+# solve runs to max_iter.
+BF16_TOL_FLOOR = 1e-3
+# Objectives that differentiate derivatives (create_graph), which compiled code cannot serve.
+SECOND_ORDER_OBJECTIVES = ("logdet", "divergence")
 
 
 class ConfigError(ValueError):
@@ -133,6 +139,7 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
     names = {c.path_values for c in grid_cells}
     for cell in grid_cells:
         _check_snapshots(train_settings(config, cell), cell)
+        _check_gpu_path(train_settings(config, cell), cell)
         source = train_settings(config, cell)["warm_start_from"]
         if source and source != cell.objective:
             sibling = ImageCell.of({**cell, "objective": source})
@@ -155,6 +162,8 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
                 f"config field figures.cmap: {config['figures']['cmap']!r} is not a matplotlib "
                 "colormap"
             )
+    for toy in toy_cells(config):
+        _check_gpu_path(toy_train_settings(config, toy), toy)
     for index, block in enumerate(config["toy2d"]["grid"]):
         name = _toy_block_arch(config, block)
         if architecture(config, name)["kind"] != "dense":
@@ -200,6 +209,22 @@ def _check_snapshots(settings: Mapping[str, Any], cell: ImageCell) -> None:
     )
     if problem:
         raise ConfigError(f"config field train.snapshots of {cell.dir}: {problem}")
+
+
+def _check_gpu_path(settings: Mapping[str, Any], cell: ImageCell | ToyCell) -> None:
+    """What the GPU-path settings cannot serve: compiled residuals for second-order objectives
+    (log-det, divergence), bf16 with a tolerance below its residual floor."""
+    if settings["compile"] and cell.objective in SECOND_ORDER_OBJECTIVES:
+        raise ConfigError(
+            f"config field train.compile of {cell.dir}: the {cell.objective} objective "
+            "differentiates derivatives, which torch.compile cannot; set compile: null for it"
+        )
+    tol = settings["solver"]["tol"]
+    if settings["precision"] == "bf16" and tol < BF16_TOL_FLOOR:
+        raise ConfigError(
+            f"config field train.solver.tol of {cell.dir}: {tol:g} is below what bf16 "
+            f"convolutions reach (set it to {BF16_TOL_FLOOR:g} or more with precision bf16)"
+        )
 
 
 def architecture(config: Mapping[str, Any], name: str) -> dict[str, Any]:

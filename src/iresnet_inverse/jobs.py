@@ -28,8 +28,8 @@ CELL_KINDS: dict[str, type[Cell]] = {"image": ImageCell, "toy": ToyCell}
 @dataclasses.dataclass(frozen=True)
 class Job:
     """A cell with its resolved training settings, its architecture's spec, its operator's
-    parameters, the device, and the config sections the job reads as they are (``data``,
-    ``evaluate``, ``analysis``, ``toy2d``)."""
+    parameters, the device (and whether it runs deterministic algorithms only), and the config
+    sections the job reads as they are (``data``, ``evaluate``, ``analysis``, ``toy2d``)."""
 
     cell: ImageCell | ToyCell
     settings: dict[str, Any]
@@ -37,6 +37,7 @@ class Job:
     operator_params: dict[str, Any]
     device: str = "auto"
     sections: dict[str, Any] = dataclasses.field(default_factory=dict)
+    deterministic: bool = False
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), sort_keys=True)
@@ -44,6 +45,8 @@ class Job:
     def as_dict(self) -> dict[str, Any]:
         kind = next(k for k, t in CELL_KINDS.items() if isinstance(self.cell, t))
         record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if not self.deterministic:  # the default leaves the JSON, so no job reruns, as it was
+            del record["deterministic"]
         return {**record, "cell": dict(self.cell), "kind": kind}
 
     @classmethod
@@ -79,6 +82,7 @@ def image_job(config: Mapping[str, Any], cell: ImageCell, sections: tuple[str, .
         spec=architecture(config, cell.arch),
         operator_params=dict(config["operators"][cell.operator]),
         device=config["device"],
+        deterministic=config["deterministic"],
         sections={s: config[s] for s in sections},
     )
 

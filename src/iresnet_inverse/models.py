@@ -89,7 +89,7 @@ def load_model(
     path: str | Path, device: torch.device | str = "cpu"
 ) -> tuple[torch.nn.Module, ModelMeta]:
     """A trained network (eval mode, on ``device``) and its record from ``model.pt``."""
-    payload = load_checkpoint(path, device)
+    payload = load_checkpoint(path)
     try:
         spec, meta = json.loads(payload["spec"]), ModelMeta(**json.loads(payload["meta"]))
         net = build_network(spec, meta)

@@ -16,7 +16,7 @@ from iresnet_inverse.jobs import Job
 from iresnet_inverse.models import load_trained_cell, snapshot_file
 from iresnet_inverse.nets.iresnet import InverseResult, IResNet
 from iresnet_inverse.nets.solvers import SolverConfig
-from iresnet_inverse.runtime import resolve_device
+from iresnet_inverse.runtime import setup
 
 
 def reconstruct(
@@ -212,7 +212,7 @@ def evaluate_model_file(
     of another cell are refused)."""
     import warnings
 
-    trained = load_trained_cell(model_path, resolve_device(job.device), expect=job.cell)
+    trained = load_trained_cell(model_path, setup(job.device, job.deterministic), expect=job.cell)
     net, cell, operator = trained.net, job.cell, trained.operator
     settings = job.section("evaluate")
     solver = SolverConfig(**settings["solver"])

@@ -1,6 +1,11 @@
-"""Where computations run: device choice, threads, seeds."""
+"""Where computations run: device choice, float32 precision, determinism, threads, seeds."""
+
+import os
 
 import torch
+
+# cuBLAS is reproducible only with a fixed workspace (read when cuBLAS starts; CUDA docs).
+CUBLAS_WORKSPACE = ":4096:8"
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -19,6 +24,26 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise ValueError(f"device: {name} requested but there are {count} CUDA devices")
     elif device.type != "cpu":
         raise ValueError(f"device: {name!r} is not supported (cpu, cuda, cuda:N or auto)")
+    return device
+
+
+def setup(name: str = "auto", deterministic: bool = False) -> torch.device:
+    """The device of a job (``resolve_device``), with float32 meaning float32 on it: TF32
+    off for convolutions and matmuls (on Ampere and later cuDNN uses TF32 by default, whose
+    rounding leaves the solvers a residual floor above their 1e-5 tolerance). With
+    ``deterministic``, deterministic algorithms only (an op without one raises) and cuBLAS's
+    fixed workspace. Every job calls it before its first CUDA work; on the CPU it changes
+    no result."""
+    device = resolve_device(name)
+    # The per-backend settings (torch >= 2.9); mixing them with the legacy ``allow_tf32``
+    # flags is an error in torch.
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    torch.backends.cudnn.rnn.fp32_precision = "ieee"
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic)
     return device
 
 

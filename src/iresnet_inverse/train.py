@@ -35,11 +35,11 @@ from iresnet_inverse.models import (
     save_model,
     snapshot_file,
 )
-from iresnet_inverse.nets.iresnet import IResNet, count_parameters
+from iresnet_inverse.nets.iresnet import InverseResult, IResNet, count_parameters
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
 from iresnet_inverse.reconstruct import reconstruct
-from iresnet_inverse.runtime import generator, resolve_device
+from iresnet_inverse.runtime import generator, setup
 from iresnet_inverse.tv import TotalVariation, search_alpha
 
 HISTORY_FILE = "history.nc"
@@ -239,13 +239,14 @@ class _State:
 
 def dihedral(images: torch.Tensor, symmetry: torch.Tensor) -> torch.Tensor:
     """Image i of (n, c, h, h) under the symmetry[i]-th of the 8 symmetries of the square:
-    symmetry % 4 quarter turns, then a transpose (a flip about the diagonal) if symmetry >= 4."""
-    out = torch.empty_like(images)
-    for g in range(8):
-        chosen = symmetry == g
-        if chosen.any():
-            turned = torch.rot90(images[chosen], g % 4, dims=(-2, -1))
-            out[chosen] = turned.transpose(-2, -1) if g >= 4 else turned
+    symmetry % 4 quarter turns, then a transpose (a flip about the diagonal) if symmetry >= 4.
+    Every symmetry of the whole batch, then a selection: no shape depends on the draw, so the
+    host never waits for the device (a mask's count would make it)."""
+    out = images
+    for g in range(1, 8):
+        turned = torch.rot90(images, g % 4, dims=(-2, -1))
+        turned = turned.transpose(-2, -1) if g >= 4 else turned
+        out = torch.where((symmetry == g).view(-1, 1, 1, 1), turned, out)
     return out
 
 
@@ -266,7 +267,7 @@ def _start(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) 
     if not path.exists():
         return state
     try:
-        saved = load_checkpoint(path, task.x.device)
+        saved = load_checkpoint(path)
     except ArtifactError:
         run.log(
             f"{run.label}: {path} is not a loadable checkpoint (corrupt, truncated, or a pickle "
@@ -326,12 +327,13 @@ def _train_epoch(
     noise = (task.noise_level * torch.randn(task.x.shape, generator=state.rng)).to(device)
     images = settings.augment and task.x.ndim == 4
     symmetry = torch.randint(8, (len(task.x),), generator=state.rng) if images else None
+    symmetry = symmetry.to(device) if symmetry is not None else None
     history = state.history
     for i in range(math.ceil(len(task.x) / batch)):
         idx = order[i * batch : (i + 1) * batch]
         x, clean = task.x[idx], task.clean[idx]
         if symmetry is not None:  # F commutes with the symmetry: F(g x) = g F(x)
-            x, clean = (dihedral(t, symmetry[idx.cpu()].to(device)) for t in (x, clean))
+            x, clean = (dihedral(t, symmetry[idx]) for t in (x, clean))
         state.optimizer.zero_grad(set_to_none=True)
         with state.autocast:
             value, inverse = objectives.loss(
@@ -346,24 +348,31 @@ def _train_epoch(
                 state.rng,
                 settings.stacked_targets,
             )
-        if not torch.isfinite(value):
+        loss, evaluations, residual = _step_record(value, inverse)
+        if not math.isfinite(loss):
             raise TrainingError(
-                f"{run.label}: non-finite loss {float(value.detach())} at step "
-                f"{len(history.loss)} (epoch {state.epoch})"
+                f"{run.label}: non-finite loss {loss} at step {len(history.loss)} "
+                f"(epoch {state.epoch})"
             )
         value.backward()
         state.optimizer.step()
         if settings.rescale_weights and isinstance(net, IResNet):
             net.rescale_raw_weights()
-        history.loss.append(float(value.detach()))
+        history.loss.append(loss)
         history.learning_rate.append(state.scheduler.get_last_lr()[0])
         state.scheduler.step()
-        solved = inverse is not None
-        history.inverse_evaluations.append(
-            float(inverse.iterations.float().mean()) if solved else float("nan")
-        )
-        history.inverse_residual.append(float(inverse.residual.max()) if solved else float("nan"))
+        history.inverse_evaluations.append(evaluations)
+        history.inverse_residual.append(residual)
         progress.update(1)
+
+
+def _step_record(value: torch.Tensor, inverse: InverseResult | None) -> tuple[float, ...]:
+    """The step's loss, mean evaluations per block and largest final residual of its inverse
+    (NaN without one), read from the device at once: one synchronization, not four."""
+    if inverse is None:
+        return float(value.detach()), math.nan, math.nan
+    stats = [value.detach().float(), inverse.iterations.float().mean(), inverse.residual.max()]
+    return tuple(torch.stack(stats).tolist())
 
 
 def _end_epoch(
@@ -617,7 +626,7 @@ def train_image_cell(
     split); write model.pt and history.nc to ``out_dir``."""
     cell, settings, spec = job.cell, job.settings, job.spec
     out_dir, label = Path(out_dir), cell.dir
-    device = resolve_device(job.device)
+    device = setup(job.device, job.deterministic)
     images = read_dataset(images_path)
     observations = read_dataset(observations_path, cell)
     operator = get_operator(cell.operator, **job.operator_params).to(device)

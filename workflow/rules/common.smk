@@ -43,9 +43,24 @@ SCALING_CELLS = [c for c in TRAINED_CELLS if study_config.train_settings(config,
 # train.runtime/mem_mb, the others `cluster`), so a site profile that sets only the partition and
 # account loses nothing. A CUDA job gets `threads` CPUs per GPU (sbatch --cpus-per-gpu), a CPU job
 # `threads` CPUs (the SLURM plugin's --cpus-per-task).
-DEVICE_RESOURCES = (
-    {"gpu": 1, "cpus_per_gpu": config["threads"]} if config["device"] == "cuda" else {"gpu": 0}
-)
+
+
+def cluster_gpus(wildcards):
+    """device auto: one GPU where jobs go to a cluster (CUDA is present there only if asked for),
+    none where they run here. Resources are evaluated once the executor is known; a dry run
+    (its executor local) shows none."""
+    return 0 if workflow.local_exec else 1
+
+
+def cluster_cpus_per_gpu(wildcards):
+    return cluster_gpus(wildcards) * config["threads"]
+
+
+DEVICE_RESOURCES = {
+    "cuda": {"gpu": 1, "cpus_per_gpu": config["threads"]},
+    "auto": {"gpu": cluster_gpus, "cpus_per_gpu": cluster_cpus_per_gpu},
+    "cpu": {"gpu": 0},
+}[config["device"]]
 JOB_RESOURCES = {key: config["cluster"][key] for key in ("runtime", "mem_mb")}
 NOISE_LEVELS = study_config.noise_levels(config)  # operator -> sorted deltas
 OPERATOR_NAMES = sorted(NOISE_LEVELS)

@@ -34,7 +34,7 @@ from iresnet_inverse.artifacts import read_dataset, variable
 from iresnet_inverse.data.observations import paired_split
 from iresnet_inverse.jobs import Job
 from iresnet_inverse.models import load_trained_cell
-from iresnet_inverse.runtime import resolve_device
+from iresnet_inverse.runtime import setup
 
 ImageMap = Callable[[torch.Tensor], torch.Tensor]
 MAPS = ("operator", "network")
@@ -294,7 +294,7 @@ def probe_model_file(probe: str, model_path: str, images_path: str, job: Job) ->
     """Load a trained cell and run one probe ("directional" or "saliency") on the named
     test images against the cell's true operator; the saliency probe's manual cluster means
     run over the whole test split."""
-    device = resolve_device(job.device)
+    device = setup(job.device, job.deterministic)
     trained = load_trained_cell(model_path, device, expect=job.cell)
     net, operator = trained.net, trained.operator
     images = read_dataset(images_path)

@@ -8,9 +8,10 @@ phi = mean o Phi o copy on X), and the inverse used for reconstruction is mean o
 which inverts phi on the data because training stacks the targets (``objectives.py``).
 """
 
+import functools
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,51 @@ def _activate(x: torch.Tensor, name: str, threshold: torch.Tensor) -> torch.Tens
     raise ValueError(f"unknown activation {name!r}; valid: softshrink, elu, tanh")
 
 
+# The residual functions as functions of their input, settings and weights alone: what
+# ``torch.compile`` traces. No module is an argument, so one compiled function serves every
+# block and every net (a graph per argument kind: grad mode and which inputs require grad,
+# with sizes dynamic), where a compiled method recompiled per block and fell back to eager.
+
+
+def conv_residual(
+    x: torch.Tensor,
+    padding: int,
+    w_in: torch.Tensor,
+    b_in: torch.Tensor,
+    threshold: torch.Tensor,
+    w_out: torch.Tensor,
+    b_out: torch.Tensor,
+) -> torch.Tensor:
+    """f(x) = conv1x1(softshrink(conv_k(x))) (``ConvResidual``)."""
+    h = soft_shrink(F.conv2d(x, w_in, b_in, padding=padding), threshold)
+    return F.conv2d(h, w_out, b_out)
+
+
+def dense_residual(
+    x: torch.Tensor, activation: str, threshold: torch.Tensor, *layers: torch.Tensor
+) -> torch.Tensor:
+    """f(x) = W_n act(... act(W_1 x + b_1) ...) + b_n (``DenseResidual``)."""
+    for i in range(0, len(layers), 2):
+        if i:
+            x = _activate(x, activation, threshold)
+        x = F.linear(x, layers[i], layers[i + 1])
+    return x
+
+
+@functools.cache
+def compiled(function: Callable[..., torch.Tensor], backend: str) -> Callable[..., torch.Tensor]:
+    """``function`` compiled once per backend, sizes dynamic (batch and image sizes vary).
+    The implicit backward differentiates one evaluation many times (``retain_graph``), which
+    AOTAutograd's donated buffers forbid: they are turned off (for this process), and so is
+    duck sizing, which ties a batch size to an equal weight size and recompiles when they part."""
+    import torch._functorch.config as aot_config
+    import torch.fx.experimental._config as shape_config
+
+    aot_config.donated_buffer = False
+    shape_config.use_duck_shape = False
+    return torch.compile(function, backend=backend, dynamic=True)
+
+
 # Output convolutions start at N(0, (gain / sqrt(hidden))^2), not at zero: with a zero start every
 # lifted channel gets the same gradient, the symmetry between channels is never broken and an
 # M-channel net stays a 1-channel net (all states on the diagonal). The paper does not prescribe
@@ -52,6 +98,8 @@ ACTIVITY_STRIDE = 4
 
 class ConvResidual(torch.nn.Module):
     """f(x) = conv1x1(softshrink(conv_k(x))) with Lip(f) <= bound (sqrt(bound) per conv)."""
+
+    kernel = staticmethod(conv_residual)  # ``IResNet.compile_residuals`` replaces it
 
     def __init__(
         self,
@@ -82,9 +130,7 @@ class ConvResidual(torch.nn.Module):
         )
 
     def call(self, x: torch.Tensor, weights: Sequence[torch.Tensor]) -> torch.Tensor:
-        w_in, b_in, threshold, w_out, b_out = weights
-        h = soft_shrink(F.conv2d(x, w_in, b_in, padding=self.padding), threshold)
-        return F.conv2d(h, w_out, b_out)
+        return self.kernel(x, self.padding, *weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.call(x, self.weights())
@@ -108,6 +154,8 @@ class ConvResidual(torch.nn.Module):
 class DenseResidual(torch.nn.Module):
     """f(x) = W_n act(... act(W_1 x + b_1) ...) + b_n for vectors, Lip(f) <= bound."""
 
+    kernel = staticmethod(dense_residual)  # ``IResNet.compile_residuals`` replaces it
+
     def __init__(
         self, dim: int, hidden: int, layers: int, bound: float, activation: str = "elu"
     ) -> None:
@@ -129,12 +177,7 @@ class DenseResidual(torch.nn.Module):
         return tuple(out)
 
     def call(self, x: torch.Tensor, weights: Sequence[torch.Tensor]) -> torch.Tensor:
-        threshold, rest = weights[0], weights[1:]
-        for i in range(0, len(rest), 2):
-            if i:
-                x = _activate(x, self.activation, threshold)
-            x = F.linear(x, rest[i], rest[i + 1])
-        return x
+        return self.kernel(x, self.activation, *weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.call(x, self.weights())
@@ -278,10 +321,12 @@ class IResNet(torch.nn.Module):
         return result
 
     def compile_residuals(self, backend: str = "inductor") -> None:
-        """torch.compile every residual function (the solvers' inner loop); the parameters
-        and state dict are unchanged."""
+        """torch.compile every residual function (the solvers' inner loop), all blocks
+        sharing one compiled function; the parameters and state dict are unchanged. Not for
+        the log-det and divergence objectives (``config.check``): their derivatives of
+        derivatives (create_graph) fail in compiled code."""
         for block in self.blocks:
-            block.residual.call = torch.compile(block.residual.call, backend=backend)
+            block.residual.kernel = compiled(type(block.residual).kernel, backend)
 
     # --- Lipschitz control --------------------------------------------------------------------
     def refresh_norms(self) -> None:
