@@ -93,6 +93,9 @@ def _tampered_jobs() -> dict[str, str]:
             lambda r: r.update(settings=[1, 2])
         ),
         "is not a job (ValueError": edit(lambda r: r["cell"].update(lipschitz="abc")),
+        "spec: config field archs.spec.channels: 0 is less than": edit(
+            lambda r: r["spec"].update(channels=0)
+        ),
     }
 
 

@@ -119,6 +119,7 @@ TOY_LOGDET = {
         ({"train": {"precision": "bf16"}}, "train.solver.tol"),
         ({"search": {"learning_rate": [1e-2, 1e-4]}}, "search.learning_rate"),
         ({"data": {"named_images": ["camera", "nope"]}}, "data.named_images"),
+        ({"device": "cpu", "train": {"compile": "cudagraphs"}}, "train.compile"),
     ],
 )  # fmt: skip
 def test_what_would_fail_in_a_job_fails_at_config_time(cfg: dict, field: str) -> None:

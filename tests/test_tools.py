@@ -430,3 +430,21 @@ def test_reconstruct_writes_both_outputs_or_neither(
     err = capsys.readouterr().err
     assert "empty.png: not a readable image (the file is empty)" in err and "pip" not in err
     assert not out.exists()
+
+
+def test_an_unreadable_model_is_not_called_corrupt(iresnet_model, tmp_path, capsys, monkeypatch):
+    """A model.pt the user may not read is named as such, without the advice to delete it."""
+    opened = Path.open
+
+    def no_permission(self: Path, *args: object, **kwargs: object) -> object:
+        if self == Path(iresnet_model):
+            raise PermissionError(13, "Permission denied")
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", no_permission)
+    image = _png(_shapes(), tmp_path / "x.png")
+    argv = ["reconstruct", "--model", str(iresnet_model), "--image", str(image)]
+    assert main([*argv, "--out", str(tmp_path / "r.png")]) == 1
+    err = capsys.readouterr().err
+    assert "model.pt: cannot read the checkpoint (Permission denied)" in err
+    assert "delete" not in err

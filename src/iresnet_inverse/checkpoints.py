@@ -23,6 +23,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArtifactError(f"{path}: checkpoint not found (run the training rule that makes it)")
     try:
+        with path.open("rb"):  # unreadable (permissions): the file may be fine, say so
+            pass
+    except OSError as err:
+        raise ArtifactError(f"{path}: cannot read the checkpoint ({err.strerror})") from err
+    try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         # torch's message suggests weights_only=False, i.e. running the file's code: never.

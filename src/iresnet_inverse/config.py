@@ -139,7 +139,7 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
     names = {c.path_values for c in grid_cells}
     for cell in grid_cells:
         _check_snapshots(train_settings(config, cell), cell)
-        _check_gpu_path(train_settings(config, cell), cell)
+        _check_gpu_path(train_settings(config, cell), cell, config["device"])
         source = train_settings(config, cell)["warm_start_from"]
         if source and source != cell.objective:
             sibling = ImageCell.of({**cell, "objective": source})
@@ -163,7 +163,7 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
                 "colormap"
             )
     for toy in toy_cells(config):
-        _check_gpu_path(toy_train_settings(config, toy), toy)
+        _check_gpu_path(toy_train_settings(config, toy), toy, config["device"])
     for index, block in enumerate(config["toy2d"]["grid"]):
         name = _toy_block_arch(config, block)
         if architecture(config, name)["kind"] != "dense":
@@ -211,9 +211,15 @@ def _check_snapshots(settings: Mapping[str, Any], cell: ImageCell) -> None:
         raise ConfigError(f"config field train.snapshots of {cell.dir}: {problem}")
 
 
-def _check_gpu_path(settings: Mapping[str, Any], cell: ImageCell | ToyCell) -> None:
+def _check_gpu_path(settings: Mapping[str, Any], cell: ImageCell | ToyCell, device: str) -> None:
     """What the GPU-path settings cannot serve: compiled residuals for second-order objectives
-    (log-det, divergence), bf16 with a tolerance below its residual floor."""
+    (log-det, divergence), CUDA graphs on the CPU, bf16 with a tolerance below its residual
+    floor."""
+    if settings["compile"] == "cudagraphs" and device == "cpu":
+        raise ConfigError(
+            f"config field train.compile of {cell.dir}: cudagraphs needs a CUDA device, and "
+            "device is cpu"
+        )
     if settings["compile"] and cell.objective in SECOND_ORDER_OBJECTIVES:
         raise ConfigError(
             f"config field train.compile of {cell.dir}: the {cell.objective} objective "

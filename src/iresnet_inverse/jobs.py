@@ -62,6 +62,10 @@ class Job:
             complete = validate(copy.deepcopy(job.settings), "train")
         except ConfigError as err:
             raise ConfigError(f"--job-json settings: {err}") from None
+        try:  # the net's spec as config.archs would take it (a channel count of 0, say)
+            validate({"archs": {"spec": copy.deepcopy(dict(job.spec))}})
+        except ConfigError as err:
+            raise ConfigError(f"--job-json spec: {err}") from None
         missing = sorted(set(complete) - set(job.settings))  # a rule passes them all, resolved
         if missing:
             raise ConfigError(f"--job-json settings: lack {', '.join(missing)}")

@@ -152,6 +152,8 @@ def accelerate(
     """Apply the GPU-path training settings to ``net``: ``compile`` (a torch.compile backend
     for iResNet residual functions), ``channels_last``; return the loss's autocast context
     (``precision`` bf16) and the memory-format conversion for batches."""
+    if compile == "cudagraphs" and device.type != "cuda":  # device auto, resolved to the CPU
+        raise ValueError(f"train.compile cudagraphs needs a CUDA device; this job runs on {device}")
     if compile and isinstance(net, IResNet):
         net.compile_residuals(compile)
     memory_format = torch.channels_last if channels_last else None
