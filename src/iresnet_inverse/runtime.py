@@ -43,7 +43,9 @@ def setup(name: str = "auto", deterministic: bool = False) -> torch.device:
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(deterministic)
+    # Only when it changes the setting: the call imports torch._inductor, about 2 s per job.
+    if deterministic != torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(deterministic)
     return device
 
 
