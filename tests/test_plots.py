@@ -150,7 +150,7 @@ def test_last_fifth_gain_is_the_rise_of_the_best_score(curve: list[float], gain:
     assert last_fifth_gain(curve) == pytest.approx(gain)
 
 
-def _history(tmp_path: Path, cell: tuple, val: list[float]) -> Path:
+def _history(tmp_path: Path, cell: tuple, val: list[float], plateau: int = 0) -> Path:
     from iresnet_inverse.artifacts import write_dataset
 
     epochs = np.arange(1, len(val) + 1)
@@ -159,6 +159,7 @@ def _history(tmp_path: Path, cell: tuple, val: list[float]) -> Path:
             "val_psnr": ("epoch", np.array(val)),
             "epoch_seconds": ("epoch", np.full(len(val), 2.0)),
             "loss": ("step", np.ones(3)),
+            "plateau_epoch": ((), plateau),
         },
         coords={"epoch": epochs, "step": np.arange(3)},
     )
@@ -175,7 +176,7 @@ def test_learning_curves_of_every_trained_cell(tmp_path: Path) -> None:
             tmp_path, ("blur", 0.01, 0.999, "reconstruction", "iresnet_demo", 0), [20, 21, 23]
         ),
         _history(
-            tmp_path, ("blur", 0.01, np.inf, "supervised", "unet_demo", 0), [20, 22, 22, 22, 22]
+            tmp_path, ("blur", 0.01, np.inf, "supervised", "unet_demo", 0), [20, 22, 22, 22, 22], 3
         ),
         _history(tmp_path, ("diffusion", 0.05, np.inf, "supervised", "unet_demo", 0), [25, 26]),
     ]
@@ -194,4 +195,6 @@ def test_learning_curves_of_every_trained_cell(tmp_path: Path) -> None:
     faces = sorted(to_hex(m.get_markerfacecolor()) for m in markers)
     assert "#ffffff" in faces  # the iResNet rose 2 dB in its last epoch: not plateaued
     assert len(faces) == 2 and faces.count("#ffffff") == 1  # U-Net flat: plateaued
+    ticks = [line for line in blur_epoch.lines if line.get_marker() == "|"]
+    assert len(ticks) == 1 and list(ticks[0].get_xdata()) == [3]  # the rule's plateau
     plt.close(fig)

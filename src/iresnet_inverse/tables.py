@@ -43,8 +43,11 @@ def training_curves(history_paths: Sequence[str | Path]) -> xr.Dataset:
                 "elapsed": elapsed.assign_attrs(long_name="training time", units="s"),
             }
         )
-        if "plateau_epoch" in history:  # the convergence rule's plateau (0: none found)
-            part["plateau_epoch"] = history["plateau_epoch"]
+        if "plateau_epoch" in history:  # the convergence rule's plateau, as a per-epoch flag
+            found = history["epoch"] == history["plateau_epoch"].values.item()  # concatenates
+            part["plateau"] = found.astype(np.int8).assign_attrs(
+                long_name="epoch after which the convergence rule decayed the rate"
+            )
         parts.append(part)
     if not parts:
         raise ValueError("no history with validation PSNR per epoch among the inputs")

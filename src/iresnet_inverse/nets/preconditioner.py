@@ -20,7 +20,6 @@ is our addition; the papers invert by plain fixed-point iteration.
 from collections.abc import Callable
 
 import torch
-from scipy.fft import next_fast_len
 
 Map = Callable[[torch.Tensor], torch.Tensor]
 
@@ -29,6 +28,8 @@ def padded_grid(height: int, width: int, kernel_size: int) -> tuple[int, int]:
     """A grid on which the circular convolution of a zero-extended image equals the zero-padded
     ("same") convolution on the image: at least k // 2 more pixels per axis, rounded up to a
     2-3-5-smooth FFT length (lengths with a large prime factor, 34 = 2 x 17, took twice as long)."""
+    from scipy.fft import next_fast_len  # here: every job imports this module, few use it
+
     r = kernel_size // 2
     return next_fast_len(height + r, real=True), next_fast_len(width + r, real=True)
 

@@ -31,7 +31,7 @@ def plot_learning_curves(path: str | Path, stem: str | Path, dpi: int = 150) -> 
 
 def _curves(ds: xr.Dataset) -> list[tuple[dict[str, object], np.ndarray, np.ndarray]]:
     """(cell, validation PSNR, elapsed) of every trained cell in the cube, finite epochs only;
-    the cell's ``plateau_epoch`` (the convergence rule's plateau, 0: none) among its keys."""
+    the epoch of the convergence rule's plateau (0: none) as the cell's ``plateau_epoch``."""
     keys = [d for d in ds["val_psnr"].dims if d != "epoch"]
     stacked = ds.stack(cell=keys)
     out = []
@@ -40,8 +40,9 @@ def _curves(ds: xr.Dataset) -> list[tuple[dict[str, object], np.ndarray, np.ndar
         keep = np.isfinite(one["val_psnr"].values)
         if keep.any():
             cell = {k: one[k].values.item() for k in keys}
-            plateau = one["plateau_epoch"].values.item() if "plateau_epoch" in one else 0
-            cell["plateau_epoch"] = int(plateau) if np.isfinite(plateau) else 0
+            flags = one["plateau"].values[keep] if "plateau" in one else np.zeros(keep.sum())
+            found = np.flatnonzero(flags == 1)
+            cell["plateau_epoch"] = int(found[0]) + 1 if len(found) else 0
             out.append((cell, one["val_psnr"].values[keep], one["elapsed"].values[keep]))
     return out
 
