@@ -396,11 +396,12 @@ def test_reconstruct_writes_both_outputs_or_neither(
     assert main([*base, "--out", str(out), "--nc", str(tmp_path / "locked" / "r.nc")]) == 1
     assert "name a NetCDF file" in capsys.readouterr().err and not out.exists()
 
-    def no_room(*args: object, **kwargs: object) -> Path:
-        raise ArtifactError("r.nc: cannot write: the disk is full (0 bytes free)")
+    def no_room(result: object, path: Path, model: object) -> Path:
+        raise ArtifactError(f"{path}: cannot write: the disk is full (0 bytes free)")
 
     monkeypatch.setattr(apply, "write_result", no_room)
     assert main([*base, "--out", str(out), "--nc", str(nc)]) == 1
+    assert f"error: {nc}: cannot write: the disk is full" in capsys.readouterr().err
     assert not out.exists() and not nc.exists()
     monkeypatch.undo()
 

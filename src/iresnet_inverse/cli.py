@@ -378,7 +378,11 @@ def _write_both(result: Any, args: argparse.Namespace) -> list[Path]:
     if not args.nc:
         return [write_png(result.x_hat, args.out)]
     nc = Path(args.nc)
-    staged = write_result(result, nc.with_name(f".{nc.name}.staged.nc"), args.model)
+    staging = nc.with_name(f".{nc.name}.staged.nc")
+    try:
+        staged = write_result(result, staging, args.model)
+    except ArtifactError as err:  # name the file asked for, not the staging one
+        raise ArtifactError(str(err).replace(str(staging), str(nc))) from None
     try:
         png = write_png(result.x_hat, args.out)
     except BaseException:
