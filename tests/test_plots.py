@@ -1,6 +1,8 @@
 """Figures a reader trusts at a glance: one colour per method and per L in every figure, L axes
 that keep 0.95, 0.99 and 0.999 apart and never tick past 1, and no overlapping labels."""
 
+import subprocess
+import sys
 from itertools import combinations
 from pathlib import Path
 
@@ -198,3 +200,17 @@ def test_learning_curves_of_every_trained_cell(tmp_path: Path) -> None:
     ticks = [line for line in blur_epoch.lines if line.get_marker() == "|"]
     assert len(ticks) == 1 and list(ticks[0].get_xdata()) == [3]  # the rule's plateau
     plt.close(fig)
+
+
+def test_figure_jobs_import_neither_torch_nor_scipy_stats():
+    """A figure job is mostly start-up (about 5 s of 9 with torch, 20 jobs in the demo)."""
+    code = (
+        "import sys\n"
+        "import iresnet_inverse.cli as cli\n"
+        "import iresnet_inverse.plots\n"
+        "args = cli._parser().parse_args(['figure', 'operators', 'a.nc', '--out-stem', 's'])\n"
+        "assert args.threads is None, args.threads\n"
+        "heavy = {'torch', 'scipy.stats'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -517,13 +517,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search-table", parents=[common], help="the search trials, best per arch")
     p.add_argument("histories", nargs="+", help="history.nc of every trial")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_search_table)
+    p.set_defaults(func=cmd_search_table, threads=None)
 
     p = sub.add_parser("scaling-table", parents=[common], help="dB per doubling of the budget")
     p.add_argument("scaling", help="scaling.nc (the combined budget curves)")
     p.add_argument("--reconstruction", required=True, help="reconstruction.nc (for TV)")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_scaling_table)
+    p.set_defaults(func=cmd_scaling_table, threads=None)
 
     p = sub.add_parser(
         "probe", parents=[job], help="what a trained cell learned, on the named images"
@@ -541,7 +541,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--also", nargs="+", help="a second group of files, combined on its own, then merged"
     )
-    p.set_defaults(func=cmd_combine)
+    p.set_defaults(func=cmd_combine, threads=None)
 
     toy = argparse.ArgumentParser(add_help=False)
     toy.add_argument("--prior", required=True)
@@ -581,7 +581,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("toy-claims", parents=[common], help="the toy study's claims as CSV")
     p.add_argument("toy", help="toy2d.nc (the combined toy study)")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_toy_claims)
+    p.set_defaults(func=cmd_toy_claims, threads=None)
 
     p = sub.add_parser("archive", parents=[common], help="archive a study's results")
     p.add_argument("inputs", nargs="*", help="files under results/ (the archive rule's inputs)")
@@ -594,7 +594,7 @@ def _parser() -> argparse.ArgumentParser:
         help="with --results: also the resume checkpoints of unfinished cells",
     )
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_archive)
+    p.set_defaults(func=cmd_archive, threads=None)
 
     p = sub.add_parser(
         "restore", help="lay a verified archive back into results/ (Snakemake finds it done)"
@@ -606,18 +606,18 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify-archive", parents=[common], help="check an archive's manifest")
     p.add_argument("archive")
-    p.set_defaults(func=cmd_verify_archive)
+    p.set_defaults(func=cmd_verify_archive, threads=None)
 
     p = sub.add_parser("methods-table", parents=[common], help="Table 1 as CSV")
     p.add_argument("histories", nargs="+", help="history.nc of every cell")
     p.add_argument("--reconstruction", help="reconstruction.nc, for test PSNR/SSIM columns")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_methods_table)
+    p.set_defaults(func=cmd_methods_table, threads=None)
 
     p = sub.add_parser("training-curves", parents=[common], help="learning curves of all cells")
     p.add_argument("histories", nargs="+", help="history.nc of every cell")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_training_curves)
+    p.set_defaults(func=cmd_training_curves, threads=None)
 
     p = sub.add_parser(
         "describe",
@@ -630,7 +630,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("inputs", nargs="+")
     p.add_argument("--out-stem", required=True, help="output path without suffix")
-    p.set_defaults(func=cmd_figure)
+    p.set_defaults(func=cmd_figure, threads=None)
     _tool_parsers(sub)
     return parser
 
@@ -662,9 +662,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # The user tools take no config: their inputs carry what they need.
         cfg = _config(args) if hasattr(args, "config_json") else {}
-        from iresnet_inverse.runtime import set_threads
+        if args.threads is not None:  # torch only where a command computes
+            from iresnet_inverse.runtime import set_threads
 
-        if args.threads is not None:
             set_threads(args.threads)
         func(args, cfg)
     except BrokenPipeError:  # the reader stopped early (``summary | head``): not an error

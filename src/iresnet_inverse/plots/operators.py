@@ -4,8 +4,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio
 
+from iresnet_inverse.analysis.metrics import psnr
 from iresnet_inverse.artifacts import read_dataset
 from iresnet_inverse.plots.common import panels, save_figure
 
@@ -41,11 +41,7 @@ def plot_operators(
             ax = axes[i, j]
             shown = clean if obs is None else obs[var].squeeze().sel(name=name).values
             ax.imshow(np.clip(shown, 0, 1), cmap=cmap, vmin=0, vmax=1)
-            title = (
-                label
-                if obs is None
-                else (f"{label}\nPSNR {peak_signal_noise_ratio(clean, shown, data_range=1):.2f} dB")
-            )
+            title = label if obs is None else (f"{label}\nPSNR {psnr(clean, shown)[0]:.2f} dB")
             ax.set_title(f"{name}: {title}" if j == 0 else title, fontsize=8)
             ax.set_axis_off()
     fig.suptitle("Forward operators on the named test images", fontsize=10)
