@@ -28,7 +28,7 @@ from iresnet_inverse.models import ModelMeta, build_network
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.objectives import loss
 from iresnet_inverse.runtime import setup
-from iresnet_inverse.train import accelerate
+from iresnet_inverse.training import accelerate
 
 IMAGES = 16284
 VARIANTS = {

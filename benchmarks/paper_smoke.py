@@ -18,10 +18,9 @@ from typing import Any
 import torch
 
 from iresnet_inverse import config as study_config
-from iresnet_inverse.models import ModelMeta, build_network
+from iresnet_inverse.models import ModelMeta, build_network, reconstruct
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.objectives import loss
-from iresnet_inverse.reconstruct import reconstruct
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "paper.yaml"

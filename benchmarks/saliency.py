@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from iresnet_inverse import config
-from iresnet_inverse.analysis.saliency import saliency_kernels, sample_pixels
 from iresnet_inverse.artifacts import read_dataset
 from iresnet_inverse.models import load_model
 from iresnet_inverse.operators import get_operator
+from iresnet_inverse.probes.saliency import saliency_kernels, sample_pixels
 
 
 def _per_pixel_seconds(G: torch.nn.Module, x0: torch.Tensor, pixels: np.ndarray) -> float:

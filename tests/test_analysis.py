@@ -7,31 +7,31 @@ from PIL import Image
 from scipy import ndimage
 from sklearn.datasets import make_blobs
 
-from iresnet_inverse.analysis import probes
-from iresnet_inverse.analysis.clustering import select_k, spectral_clusters
-from iresnet_inverse.analysis.directional import (
+from iresnet_inverse.nets.examples import gaussian_residuals, random_residuals
+from iresnet_inverse.nets.iresnet import build_iresnet
+from iresnet_inverse.operators import get_operator
+from iresnet_inverse.operators.blur import gaussian_kernel
+from iresnet_inverse.probes.clustering import select_k, spectral_clusters
+from iresnet_inverse.probes.directional import (
     directional_norms,
     lifted_directional_norms,
     load_mask,
     max_regularization_direction,
     subject_mask,
 )
-from iresnet_inverse.analysis.edges import (
+from iresnet_inverse.probes.edges import (
     canny_edges,
     cluster_edge_stats,
     manual_cluster_means,
     manual_clusters,
 )
-from iresnet_inverse.analysis.saliency import (
+from iresnet_inverse.probes.saliency import (
     jacobian_rows,
     normalize_kernels,
     saliency_kernels,
     sample_pixels,
 )
-from iresnet_inverse.nets.examples import gaussian_residuals, random_residuals
-from iresnet_inverse.nets.iresnet import build_iresnet
-from iresnet_inverse.operators import get_operator
-from iresnet_inverse.operators.blur import gaussian_kernel
+from iresnet_inverse.stages import probe as probes
 
 SPEC = {"kind": "conv", "blocks": 3, "channels": 1, "hidden": 8, "kernel_size": 3}
 
@@ -325,7 +325,7 @@ def test_gap_statistic_picks_three_blobs(k: int, seed: int):
 
     # The "smallest k with gap_k >= gap_{k+1} - s_{k+1}" rule, which the blobs above do not
     # exercise (every variant of it agrees there): a curve where the s_{k+1} term decides.
-    from iresnet_inverse.analysis.clustering import _first_k
+    from iresnet_inverse.probes.clustering import _first_k
 
     ks = np.arange(1, 5)
     curve, se = np.array([0.0, 1.0, 1.05, 0.5]), np.full(4, 0.1)

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from iresnet_inverse import train
-from iresnet_inverse.archive import (
+from iresnet_inverse.artifacts import ArtifactError
+from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
+from iresnet_inverse.stages import train
+from iresnet_inverse.stages.archive import (
     RESUME_FILE,
     ArchiveError,
     build_archive,
@@ -24,8 +26,6 @@ from iresnet_inverse.archive import (
     results_files,
     verify_archive,
 )
-from iresnet_inverse.artifacts import ArtifactError
-from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
 
 
 def _archive(tmp_path: Path) -> Path:

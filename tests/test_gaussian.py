@@ -25,8 +25,8 @@ from iresnet_inverse.data.gaussian_field import (
 from iresnet_inverse.data.observations import image_dataset, observation_dataset
 from iresnet_inverse.data.patches import split_of
 from iresnet_inverse.data.priors import GaussianMixture
-from iresnet_inverse.gaussian_reference import check_table, dense_operator, reference_dataset
 from iresnet_inverse.operators import get_operator
+from iresnet_inverse.stages.gaussian import check_table, dense_operator, reference_dataset
 from tests.conftest import ROOT, run_snakemake
 
 FIELD = {"alpha": 2.0, "k0": 1 / 32, "mean": 0.5, "std": 0.12, "period": 16}

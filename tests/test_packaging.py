@@ -5,6 +5,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from tests.conftest import ROOT, run_snakemake
@@ -58,7 +59,8 @@ def _imports(path: Path) -> tuple[set[str], set[str]]:
     return top, inner
 
 
-def test_import_graph_has_no_cycle_and_no_hidden_imports() -> None:
+def _graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports (a package's ``__init__`` counts as a module)."""
     modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph = {}
     for name, path in modules.items():
@@ -67,6 +69,11 @@ def test_import_graph_has_no_cycle_and_no_hidden_imports() -> None:
         if name != "iresnet_inverse.cli":
             assert not inner, f"{name} imports {sorted(inner)} inside a function"
         graph[name] = {m for m in top | inner if m in modules and m != name}
+    return graph
+
+
+def test_import_graph_has_no_cycle_and_no_hidden_imports() -> None:
+    graph = _graph()
     state: dict[str, int] = {}
 
     def visit(node: str, trail: list[str]) -> None:
@@ -80,6 +87,27 @@ def test_import_graph_has_no_cycle_and_no_hidden_imports() -> None:
     for node in sorted(graph):
         if node not in state:
             visit(node, [])
+
+
+STAGES = "iresnet_inverse.stages"
+
+
+def test_layout_mirrors_the_pipeline() -> None:
+    """Stages (one module per kind of rule) sit above the primitives, which never import a
+    stage, and the structure drawing (imports as arrows) has at most 7 floors."""
+    graph = _graph()
+    for name, deps in graph.items():
+        if not name.startswith(STAGES) and name != "iresnet_inverse.cli":
+            upward = sorted(d for d in deps if d.startswith(STAGES))
+            assert not upward, f"primitive {name} imports the stage(s) {upward}"
+    floor: dict[str, int] = {}
+
+    def height(name: str) -> int:
+        if name not in floor:
+            floor[name] = 1 + max((height(d) for d in graph[name]), default=0)
+        return floor[name]
+
+    assert max(height(name) for name in graph) <= 7, floor
 
 
 # The lints left on purpose, each explained where it arises (Snakefile, common.smk).
@@ -117,3 +145,63 @@ def test_make_study_accepts_only_the_configs_and_lists_them() -> None:
             assert result.returncode == 2 and "is not a config in config/" in result.stderr, bad
             assert not (ROOT / "studies" / bad).exists()
     assert not planted.exists()  # the name never reached a shell
+
+
+def test_the_installed_package_works_without_the_checkout(tmp_path: Path) -> None:
+    """``pip install .`` (a wheel, not editable) into a fresh venv: ``--help``, a config check
+    and ``reconstruct`` on a trained model, run away from the checkout, with the schema read
+    from inside the package. The venv borrows this environment's dependencies (a .pth file)
+    rather than installing torch afresh; the package itself is only the wheel's copy."""
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+
+    from iresnet_inverse.models import ModelMeta, save_model
+    from iresnet_inverse.nets.iresnet import build_iresnet
+
+    source = tmp_path / "source"  # built from a copy: nothing is written into the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    ignore = shutil.ignore_patterns("*.egg-info", "__pycache__")
+    shutil.copytree(ROOT / "src", source / "src", ignore=ignore)
+    wheels, env = tmp_path / "wheels", tmp_path / "venv"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)]
+    subprocess.run(build, check=True, cwd=tmp_path)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    python = env / "bin" / "python"
+    install = [*pip, "--python", str(python), "install", "--no-deps", "--no-index"]
+    subprocess.run([*install, *map(str, wheels.glob("*.whl"))], check=True)
+    query = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = subprocess.run([python, "-c", query], capture_output=True, text=True, check=True)
+    borrowed = sysconfig.get_paths()["purelib"]
+    (Path(site.stdout.strip()) / "borrowed_dependencies.pth").write_text(borrowed + "\n")
+
+    def run(*args: str) -> str:
+        result = subprocess.run(
+            [str(env / "bin" / "iresnet-inverse"), *args],
+            capture_output=True, text=True, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+
+    where = subprocess.run(
+        [python, "-c", "import iresnet_inverse; print(iresnet_inverse.__file__)"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert where.stdout.startswith(str(env)), where.stdout  # the wheel's copy, not the checkout
+    assert "reconstruct" in run("--help")
+    assert "iresnet" in run("describe", "--config", str(ROOT / "config" / "ci.yaml"))
+    tiny = {"kind": "conv", "blocks": 2, "channels": 2, "hidden": 4, "kernel_size": 3}
+    net = build_iresnet(tiny, 0.9)
+    net.refresh_norms()
+    cell = {"operator": "blur", "noise_level": 0.02, "lipschitz": 0.9,
+            "objective": "reconstruction", "arch": "tiny", "seed": 0}  # fmt: skip
+    model = save_model(net, tiny, ModelMeta(cell, 0.9, {}, {}), tmp_path / "model.pt")
+    image = tmp_path / "image.npy"
+    np.save(image, np.linspace(0, 1, 32 * 32).reshape(32, 32))
+    out = tmp_path / "x.png"
+    run("reconstruct", "--model", str(model), "--image", str(image), "--out", str(out))
+    assert out.stat().st_size > 0

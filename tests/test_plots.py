@@ -11,10 +11,10 @@ import pytest
 import xarray as xr
 from matplotlib.colors import to_hex
 
-from iresnet_inverse.plots import methods
-from iresnet_inverse.plots.common import lipschitz_color, method_color, plt
-from iresnet_inverse.plots.training import draw_learning_curves
-from iresnet_inverse.tables import last_fifth_gain, training_curves
+from iresnet_inverse.stages.figures import methods
+from iresnet_inverse.stages.figures.common import lipschitz_color, method_color, plt
+from iresnet_inverse.stages.figures.training import draw_learning_curves
+from iresnet_inverse.stages.tables import last_fifth_gain, training_curves
 
 OPERATORS = ["blur", "diffusion"]
 DELTAS = [0.01, 0.05]
@@ -207,7 +207,7 @@ def test_figure_jobs_import_neither_torch_nor_scipy_stats():
     code = (
         "import sys\n"
         "import iresnet_inverse.cli as cli\n"
-        "import iresnet_inverse.plots\n"
+        "import iresnet_inverse.stages.figures\n"
         "args = cli._parser().parse_args(['figure', 'operators', 'a.nc', '--out-stem', 's'])\n"
         "assert args.threads is None, args.threads\n"
         "heavy = {'torch', 'scipy.stats'} & set(sys.modules)\n"

@@ -9,7 +9,7 @@ from iresnet_inverse import objectives
 from iresnet_inverse.nets.iresnet import build_iresnet
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
-from iresnet_inverse.reconstruct import evaluate_cell, forward_target
+from iresnet_inverse.stages.evaluate import evaluate_cell, forward_target
 
 SIZE = 12
 

@@ -12,8 +12,14 @@ from iresnet_inverse.archs import label
 from iresnet_inverse.artifacts import combine_datasets, write_dataset
 from iresnet_inverse.cells import ImageCell
 from iresnet_inverse.jobs import image_job
-from iresnet_inverse.scaling import scaling_table, slope_per_doubling
-from iresnet_inverse.search import best_values, search_dataset, trial_job, trial_values, tuned
+from iresnet_inverse.stages.scaling import scaling_table, slope_per_doubling
+from iresnet_inverse.stages.search import (
+    best_values,
+    search_dataset,
+    trial_job,
+    trial_values,
+    tuned,
+)
 
 SEARCH = {"trials": 4, "epochs": 1, "seed": 7, "learning_rate": [1e-4, 1e-2], "batch_size": [8, 32]}
 
@@ -129,7 +135,7 @@ def test_the_scaling_table_gives_db_per_doubling_and_the_distance_to_tv(tmp_path
 
 
 def test_the_budget_scaling_figure_draws(tmp_path: Path) -> None:
-    from iresnet_inverse.plots import FIGURES
+    from iresnet_inverse.stages.figures import FIGURES
 
     paths = FIGURES["budget_scaling"](*_curves(tmp_path), tmp_path / "budget_scaling", dpi=50)
     assert all(p.stat().st_size > 1000 for p in paths)

@@ -15,16 +15,15 @@ import torch
 import xarray as xr
 from skimage import io as skio
 
-from iresnet_inverse.analysis.metrics import psnr
-from iresnet_inverse.apply import apply_model, evaluation_solver
 from iresnet_inverse.archs import label
 from iresnet_inverse.artifacts import ArtifactError, combine_cells, read_dataset, write_dataset
 from iresnet_inverse.cli import main
-from iresnet_inverse.models import ModelMeta, load_trained_cell, save_model
+from iresnet_inverse.metrics import psnr
+from iresnet_inverse.models import ModelMeta, load_trained_cell, reconstruct, save_model
 from iresnet_inverse.nets.iresnet import build_iresnet
 from iresnet_inverse.operators import get_operator
-from iresnet_inverse.reconstruct import reconstruct
-from iresnet_inverse.tables import summary_table
+from iresnet_inverse.stages.reconstruct import apply_model, evaluation_solver
+from iresnet_inverse.stages.tables import summary_table
 from iresnet_inverse.tv import TotalVariation
 
 SIDE = 40
@@ -285,7 +284,7 @@ def test_reconstruct_refuses_what_it_cannot_handle_before_working(
     naming the culprit, and no output."""
     from PIL import Image
 
-    from iresnet_inverse import apply
+    from iresnet_inverse.stages import reconstruct as apply
 
     image = _png(_shapes(), tmp_path / "x.png")
     np.save(tmp_path / "tiny.npy", np.zeros((5, 5)))
@@ -386,7 +385,7 @@ def test_reconstruct_writes_both_outputs_or_neither(
     """A NetCDF file that cannot be written leaves no PNG, and a PNG that cannot be written
     no NetCDF file; --nc must name a .nc file; --seed must be a generator seed; an empty image
     file is named as such."""
-    from iresnet_inverse import apply
+    from iresnet_inverse.stages import reconstruct as apply
 
     image = _png(_shapes(), tmp_path / "x.png")
     base = ["reconstruct", "--model", str(iresnet_model), "--image", str(image)]

@@ -15,8 +15,8 @@ from iresnet_inverse.cells import ToyCell
 from iresnet_inverse.config import architecture, toy_cells, validate
 from iresnet_inverse.data.priors import get_prior
 from iresnet_inverse.jobs import Job, toy_job
-from iresnet_inverse.toy2d import reference_dataset, train_toy_cell
-from iresnet_inverse.toy_claims import claims_table
+from iresnet_inverse.stages.toy import reference_dataset, train_toy_cell
+from iresnet_inverse.stages.toy_claims import claims_table
 
 CONFIG = json.dumps(
     {"toy2d": {"points": 50, "training_points": 256, "train": {"epochs": 3, "batch_size": 64}}}

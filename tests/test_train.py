@@ -14,26 +14,18 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from iresnet_inverse import config
-from iresnet_inverse.analysis.metrics import psnr, ssim
 from iresnet_inverse.artifacts import ArtifactError, read_dataset, write_dataset
 from iresnet_inverse.cells import ImageCell
 from iresnet_inverse.checkpoints import load_checkpoint
 from iresnet_inverse.data.observations import image_dataset, observation_dataset
+from iresnet_inverse.history import history_dataset, plateau_reached
 from iresnet_inverse.jobs import Job, image_job
+from iresnet_inverse.metrics import psnr, ssim
 from iresnet_inverse.nets.iresnet import build_iresnet
 from iresnet_inverse.operators import get_operator
-from iresnet_inverse.reconstruct import evaluate_model_file
-from iresnet_inverse.train import (
-    Run,
-    Task,
-    TrainingError,
-    TrainSettings,
-    check_not_diverged,
-    dihedral,
-    fit,
-    history_dataset,
-    plateau_reached,
-)
+from iresnet_inverse.stages.evaluate import evaluate_model_file
+from iresnet_inverse.stages.train import check_not_diverged
+from iresnet_inverse.training import Run, Task, TrainingError, TrainSettings, dihedral, fit
 
 CELL = {
     "operator": "blur",
@@ -457,7 +449,7 @@ def test_gpu_path_options_keep_the_solver_in_float32(compile_backend: str | None
     from iresnet_inverse import objectives
     from iresnet_inverse.nets.examples import random_residuals
     from iresnet_inverse.nets.solvers import SolverConfig
-    from iresnet_inverse.train import accelerate
+    from iresnet_inverse.training import accelerate
 
     spec = {"kind": "conv", "blocks": 3, "channels": 4, "hidden": 8, "kernel_size": 3}
     torch.manual_seed(0)
@@ -523,7 +515,7 @@ def test_a_snapshot_is_the_net_a_run_of_that_length_trains(
     2-epoch run trains (the budget study's premise), and its budget curve evaluates each
     snapshot as evaluation does the final model."""
     from iresnet_inverse.models import snapshot_file
-    from iresnet_inverse.reconstruct import evaluate_snapshots
+    from iresnet_inverse.stages.evaluate import evaluate_snapshots
 
     runs = {}
     for epochs, snapshots in ((4, [2, 4]), (2, [])):
@@ -567,7 +559,7 @@ def test_snapshots_that_would_not_be_budget_runs_are_refused(train: dict, messag
 def test_the_resume_fingerprint_covers_everything_training_reads(monkeypatch) -> None:
     """A resume checkpoint of a run with other operator parameters (blur sigma 3 instead of
     5/3), data, settings or net code is not continued: its fingerprint differs."""
-    from iresnet_inverse import train
+    from iresnet_inverse.stages import train
 
     cfg = _config(epochs=2)
     base = train.run_fingerprint(_job(cfg))
@@ -591,7 +583,7 @@ def test_a_resume_checkpoint_missing_keys_is_discarded(
     """A loadable resume.pt of this very run that lacks the optimizer (a hand-edited or
     foreign file) is discarded with a message instead of a KeyError on every rerun."""
     from iresnet_inverse.checkpoints import save_checkpoint
-    from iresnet_inverse.train import run_fingerprint
+    from iresnet_inverse.stages.train import run_fingerprint
 
     cfg = _config(epochs=1, patches=96)
     tmp_path.mkdir(exist_ok=True)
@@ -689,9 +681,9 @@ def test_every_job_runs_float32_without_tf32_and_deterministic_on_request(
     """Each job sets the device up before its first read (here of a missing file): TF32 off
     for matmuls and cuDNN, and with ``deterministic: true`` deterministic algorithms and
     cuBLAS's fixed workspace; the job's JSON carries the option only when it is on."""
-    from iresnet_inverse.analysis.probes import probe_model_file
-    from iresnet_inverse.apply import apply_model
-    from iresnet_inverse.train import train_image_cell
+    from iresnet_inverse.stages.probe import probe_model_file
+    from iresnet_inverse.stages.reconstruct import apply_model
+    from iresnet_inverse.stages.train import train_image_cell
 
     cfg = config.validate({**_config(1), "deterministic": deterministic})
     job = Job.from_json(_job(cfg).to_json())
@@ -744,8 +736,8 @@ def test_compiled_residuals_compile_each_argument_kind_once(tmp_path: Path) -> N
     function (past which it falls back to eager), and the second epoch compiles none."""
     from torch._dynamo.utils import counters
 
+    from iresnet_inverse.models import reconstruct
     from iresnet_inverse.nets.solvers import SolverConfig
-    from iresnet_inverse.reconstruct import reconstruct
 
     cfg = _config(epochs=2)
     cfg["archs"]["tiny"]["blocks"] = 6
@@ -780,7 +772,7 @@ def test_a_training_step_reads_the_device_once_for_its_record(
     augmentation reads none (it read 16 per step, the record 4)."""
     import traceback
 
-    from iresnet_inverse import train
+    from iresnet_inverse.stages import train
 
     cfg = _config(epochs=1)
     settings = TrainSettings.of(config.train_settings(cfg, ImageCell.of(CELL)))

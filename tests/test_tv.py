@@ -6,7 +6,7 @@ import pytest
 import torch
 from skimage.restoration import denoise_tv_chambolle
 
-from iresnet_inverse.analysis.metrics import psnr
+from iresnet_inverse.metrics import psnr
 from iresnet_inverse.operators import get_operator
 from iresnet_inverse.tv import (
     div,

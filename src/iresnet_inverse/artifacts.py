@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from iresnet_inverse.cells import format_value
+from iresnet_inverse.errors import ArtifactError
 
 # Every key a cell may have, in coordinate order: image cells (cells.ImageCell) and toy cells
 # (cells.ToyCell).
@@ -49,10 +50,6 @@ PROVENANCE_PACKAGES = (
     "scikit-learn",
     "snakemake",
 )
-
-
-class ArtifactError(RuntimeError):
-    """A NetCDF artifact or checkpoint is missing or unreadable."""
 
 
 def git_commit() -> str:

@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from iresnet_inverse.artifacts import ArtifactError, atomic_write
+from iresnet_inverse.artifacts import atomic_write
+from iresnet_inverse.errors import ArtifactError
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:

@@ -10,14 +10,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from iresnet_inverse.artifacts import ArtifactError
-from iresnet_inverse.config import ConfigError
+from iresnet_inverse.errors import ArtifactError, ConfigError, InputDataError, UserError
 from iresnet_inverse.jobs import Job
 from iresnet_inverse.registry import OPERATORS, PROBES
-
-# One line, no traceback, for these (ArchiveError is a ValueError; OSErrors such as a full disk
-# or a denied permission name their file).
-EXPECTED_ERRORS = (ConfigError, ArtifactError, ValueError, OSError)
 
 
 def cmd_data(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
@@ -61,8 +56,9 @@ def _job(args: argparse.Namespace) -> Job:
 
 
 def cmd_train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.search import tuned
-    from iresnet_inverse.train import TrainingError, record_failed_trial, train_image_cell
+    from iresnet_inverse.errors import TrainingError
+    from iresnet_inverse.stages.search import tuned
+    from iresnet_inverse.stages.train import record_failed_trial, train_image_cell
 
     job = tuned(_job(args), args.search) if args.search else _job(args)
     try:
@@ -83,7 +79,7 @@ def _write_job_dataset(args: argparse.Namespace, job: Any, ds: Any, title: str) 
 
 
 def cmd_evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.reconstruct import evaluate_model_file
+    from iresnet_inverse.stages.evaluate import evaluate_model_file
 
     job = _job(args)
     ds = evaluate_model_file(args.model, args.images, args.observations, job)
@@ -91,7 +87,7 @@ def cmd_evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def cmd_evaluate_snapshots(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.reconstruct import evaluate_snapshots
+    from iresnet_inverse.stages.evaluate import evaluate_snapshots
 
     job = _job(args)
     ds = evaluate_snapshots(args.train_dir, args.images, args.observations, job)
@@ -100,7 +96,7 @@ def cmd_evaluate_snapshots(args: argparse.Namespace, cfg: dict[str, Any]) -> Non
 
 def cmd_search_table(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.artifacts import write_dataset
-    from iresnet_inverse.search import search_dataset
+    from iresnet_inverse.stages.search import search_dataset
 
     title = "random search of learning rate and batch size on the validation split"
     write_dataset(search_dataset(args.histories), args.out, title=title, rule=args.rule)
@@ -109,7 +105,7 @@ def cmd_search_table(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 def cmd_scaling_table(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from pathlib import Path
 
-    from iresnet_inverse.scaling import scaling_table
+    from iresnet_inverse.stages.scaling import scaling_table
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     scaling_table(args.scaling, args.reconstruction).to_csv(args.out, index=False)
@@ -117,7 +113,7 @@ def cmd_scaling_table(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 def cmd_gaussian_reference(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.artifacts import read_dataset, write_dataset
-    from iresnet_inverse.gaussian_reference import reference_dataset
+    from iresnet_inverse.stages.gaussian import reference_dataset
 
     observations = [read_dataset(path) for path in args.observations]
     ds = reference_dataset(cfg, read_dataset(args.images), observations, args.noise_factors)
@@ -128,7 +124,7 @@ def cmd_gaussian_reference(args: argparse.Namespace, cfg: dict[str, Any]) -> Non
 def cmd_gaussian_check(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from pathlib import Path
 
-    from iresnet_inverse.gaussian_reference import check_table
+    from iresnet_inverse.stages.gaussian import check_table
 
     table, skipped = check_table(args.reconstruction, args.reference)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -139,14 +135,14 @@ def cmd_gaussian_check(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def cmd_toy_claims(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.toy_claims import write_claims
+    from iresnet_inverse.stages.toy_claims import write_claims
 
     table = write_claims(args.toy, args.out)
     print(table[table["claim"] != "forward_fidelity"].to_string(index=False))
 
 
 def cmd_probe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.analysis.probes import probe_model_file
+    from iresnet_inverse.stages.probe import probe_model_file
 
     job = _job(args)
     ds = probe_model_file(args.probe, args.model, args.images, job)
@@ -168,7 +164,7 @@ def cmd_combine(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 def cmd_toy_reference(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.artifacts import write_dataset
-    from iresnet_inverse.toy2d import reference_dataset
+    from iresnet_inverse.stages.toy import reference_dataset
 
     toy = cfg["toy2d"]
     ds = reference_dataset(args.prior, args.eps, args.noise_level, toy["points"], toy["seed"])
@@ -187,7 +183,7 @@ def cmd_toy_train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from pathlib import Path
 
     from iresnet_inverse.artifacts import read_dataset, write_dataset
-    from iresnet_inverse.toy2d import train_toy_cell
+    from iresnet_inverse.stages.toy import train_toy_cell
 
     job = _job(args)
     reference = read_dataset(args.reference, job.cell).squeeze(drop=True)
@@ -204,12 +200,12 @@ def cmd_toy_train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 def cmd_archive(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from pathlib import Path
 
-    from iresnet_inverse.archive import build_archive, results_files
+    from iresnet_inverse.stages.archive import build_archive, results_files
 
     if bool(args.inputs) == bool(args.results):
-        raise ValueError("give the files to archive or --results DIR, not both or neither")
+        raise InputDataError("give the files to archive or --results DIR, not both or neither")
     if args.checkpoints and not args.results:
-        raise ValueError("--checkpoints needs --results (checkpoints of unfinished cells)")
+        raise InputDataError("--checkpoints needs --results (checkpoints of unfinished cells)")
     if args.results:
         files = results_files(args.results, args.checkpoints)
     else:
@@ -224,7 +220,7 @@ def cmd_archive(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def cmd_restore(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.archive import restore_archive
+    from iresnet_inverse.stages.archive import restore_archive
 
     counts = restore_archive(args.archive, args.results, args.force)
     print(
@@ -234,7 +230,7 @@ def cmd_restore(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def cmd_verify_archive(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.archive import verify_archive
+    from iresnet_inverse.stages.archive import verify_archive
 
     manifest = verify_archive(args.archive)
     print(
@@ -245,14 +241,14 @@ def cmd_verify_archive(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 def cmd_training_curves(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.artifacts import write_dataset
-    from iresnet_inverse.tables import training_curves
+    from iresnet_inverse.stages.tables import training_curves
 
     title = "validation PSNR and training time per epoch of every trained network"
     write_dataset(training_curves(args.histories), args.out, title=title, rule=args.rule)
 
 
 def cmd_figure(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.plots import DATASET_FIGURES, FIGURES, PAIR_FIGURES
+    from iresnet_inverse.stages.figures import DATASET_FIGURES, FIGURES, PAIR_FIGURES
 
     figures = cfg.get("figures", {})
     dpi = figures.get("dpi", 150)
@@ -269,18 +265,18 @@ def cmd_figure(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     elif args.name in PAIR_FIGURES:
         PAIR_FIGURES[args.name](*args.inputs[:2], args.out_stem, dpi=dpi)
     elif args.name.startswith("examples_"):
-        from iresnet_inverse.plots.methods import plot_examples
+        from iresnet_inverse.stages.figures.methods import plot_examples
 
         operator = args.name.removeprefix("examples_")
         plot_examples(args.inputs[0], args.out_stem, operator, dpi=dpi)
     else:
-        raise ValueError(f"unknown figure {args.name!r}; known: {', '.join(FIGURES)}")
+        raise InputDataError(f"unknown figure {args.name!r}; known: {', '.join(FIGURES)}")
 
 
 def cmd_methods_table(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from pathlib import Path
 
-    from iresnet_inverse.tables import methods_table
+    from iresnet_inverse.stages.tables import methods_table
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     methods_table(args.histories, args.reconstruction).to_csv(args.out, index=False)
@@ -333,13 +329,15 @@ def _refuse_overwriting(outputs: dict[str, str | None], inputs: dict[str, str | 
             continue
         key = Path(path).resolve()
         if key in seen:
-            raise ValueError(f"{flag} {path} is the file of {seen[key]}: it would be overwritten")
+            raise InputDataError(
+                f"{flag} {path} is the file of {seen[key]}: it would be overwritten"
+            )
         seen[key] = flag
 
 
 def cmd_reconstruct(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.apply import apply_model, png_path
     from iresnet_inverse.cells import ImageCell
+    from iresnet_inverse.stages.reconstruct import apply_model, png_path
 
     _refuse_overwriting(
         {"--out": args.out, "--nc": args.nc},
@@ -347,7 +345,7 @@ def cmd_reconstruct(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     )
     png_path(args.out)
     if args.nc and (Path(args.nc).suffix != ".nc" or Path(args.nc).is_dir()):
-        raise ValueError(f"--nc {args.nc}: name a NetCDF file, ending in .nc")
+        raise InputDataError(f"--nc {args.nc}: name a NetCDF file, ending in .nc")
     result = apply_model(
         args.model, args.image, args.data, args.noise_level, args.seed, args.device
     )
@@ -373,7 +371,7 @@ def cmd_reconstruct(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 def _write_both(result: Any, args: argparse.Namespace) -> list[Path]:
     """The PNG and the NetCDF file, or neither: the NetCDF file (the one a full disk would
     stop) is staged beside its place and moved there once the PNG is written."""
-    from iresnet_inverse.apply import write_png, write_result
+    from iresnet_inverse.stages.reconstruct import write_png, write_result
 
     if not args.nc:
         return [write_png(result.x_hat, args.out)]
@@ -393,7 +391,7 @@ def _write_both(result: Any, args: argparse.Namespace) -> list[Path]:
 
 
 def cmd_summary(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.tables import format_table, summary_table
+    from iresnet_inverse.stages.tables import format_table, summary_table
 
     style = "csv" if args.csv else "markdown" if args.markdown else "text"
     print(format_table(summary_table(args.reconstruction), style))
@@ -649,13 +647,6 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     return config.validate(given)
 
 
-def _expected_errors() -> tuple[type[Exception], ...]:
-    """The errors reported in one line, not a traceback (a TrainingError only where training
-    was imported, which is the only way it can have been raised)."""
-    train = sys.modules.get("iresnet_inverse.train")
-    return EXPECTED_ERRORS + ((train.TrainingError,) if train else ())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     func: Callable[[argparse.Namespace, dict[str, Any]], None] = args.func
@@ -670,7 +661,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader stopped early (``summary | head``): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except _expected_errors() as err:
+    # What the user can fix (errors.py) and what the machine refused (a full disk, a denied
+    # permission, a missing file): one line. Every other exception is a bug and keeps its
+    # traceback.
+    except (UserError, OSError) as err:
         print(f"iresnet-inverse {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0

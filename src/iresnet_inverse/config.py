@@ -10,6 +10,7 @@ import yaml
 
 from iresnet_inverse.archs import ARCHITECTURES, BASELINES
 from iresnet_inverse.cells import ImageCell, ToyCell
+from iresnet_inverse.errors import ConfigError
 from iresnet_inverse.registry import (
     BASELINE_OBJECTIVES,
     BUILTIN_SMALLEST_SIDE,
@@ -18,8 +19,8 @@ from iresnet_inverse.registry import (
     STL10_SIDE,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+# Inside the package: an installed package validates configs without a checkout.
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 UNCONSTRAINED = float("inf")
 # The smallest relative residual the training solver reaches with bf16 convolutions: the floor
 # measured on the CPU was 1.3e-4 (paper width) to 6.6e-4 (demo net); below it every forward
@@ -27,10 +28,6 @@ UNCONSTRAINED = float("inf")
 BF16_TOL_FLOOR = 1e-3
 # Objectives that differentiate derivatives (create_graph), which compiled code cannot serve.
 SECOND_ORDER_OBJECTIVES = ("logdet", "divergence")
-
-
-class ConfigError(ValueError):
-    """The config is invalid; the message names the field."""
 
 
 def _field(path: object) -> str:

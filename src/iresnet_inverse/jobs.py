@@ -14,13 +14,13 @@ from typing import Any
 
 from iresnet_inverse.cells import Cell, ImageCell, ToyCell
 from iresnet_inverse.config import (
-    ConfigError,
     architecture,
     toy_arch,
     toy_train_settings,
     train_settings,
     validate,
 )
+from iresnet_inverse.errors import ConfigError
 
 CELL_KINDS: dict[str, type[Cell]] = {"image": ImageCell, "toy": ToyCell}
 
@@ -57,7 +57,7 @@ class Job:
             cell = CELL_KINDS[record.pop("kind")].of(record.pop("cell"))
             job = cls(cell=cell, **record)
         except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise ValueError(f"--job-json is not a job ({type(err).__name__}: {err})") from None
+            raise ConfigError(f"--job-json is not a job ({type(err).__name__}: {err})") from None
         try:  # values a rule would never pass (a hand-edited job): one line, not a traceback
             complete = validate(copy.deepcopy(job.settings), "train")
         except ConfigError as err:
@@ -73,7 +73,7 @@ class Job:
 
     def section(self, name: str) -> Any:
         if name not in self.sections:
-            raise ValueError(f"job of {self.cell.dir} lacks config section {name!r}")
+            raise ConfigError(f"job of {self.cell.dir} lacks config section {name!r}")
         return self.sections[name]
 
 

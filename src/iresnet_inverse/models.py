@@ -14,12 +14,13 @@ from typing import Any
 
 import torch
 
-from iresnet_inverse.artifacts import ArtifactError
+from iresnet_inverse import objectives
 from iresnet_inverse.cells import ImageCell, format_value
 from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
 from iresnet_inverse.config import is_invertible
+from iresnet_inverse.errors import ArtifactError
 from iresnet_inverse.nets.baselines import build_baseline
-from iresnet_inverse.nets.iresnet import build_iresnet
+from iresnet_inverse.nets.iresnet import InverseResult, build_iresnet
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
 from iresnet_inverse.tv import TotalVariation
@@ -114,3 +115,34 @@ def load_trained_cell(
         if any(format_value(held[k]) != format_value(wanted[k]) for k in held if k not in ignore):
             raise ArtifactError(f"{path}: a model of {held.dir}, but this job is {wanted.dir}")
     return TrainedCell(net, meta, meta.operator().to(device).eval())
+
+
+def reconstruct(
+    net: torch.nn.Module,
+    objective: str,
+    operator: torch.nn.Module,
+    z: torch.Tensor,
+    solver: SolverConfig,
+    batch_size: int = 64,
+) -> tuple[torch.Tensor, InverseResult | None]:
+    """phi^-1 of the objective's reconstruction input (z, or F*z for divergence), in batches,
+    without gradients. Returns the reconstructions and the concatenated solver statistics.
+    The model's ``invert`` does the work (a feed-forward model maps its input to x directly,
+    with no statistics)."""
+    outs, results = [], []
+    for chunk in torch.split(z, batch_size):
+        with torch.no_grad():
+            inp = objectives.reconstruction_input(objective, operator, chunk)
+            x, result = net.invert(inp, solver)
+        outs.append(x)
+        results.append(result)
+    if results[0] is None:  # a feed-forward model: no solver statistics
+        return torch.cat(outs), None
+    merged = InverseResult(
+        torch.cat(outs),
+        torch.cat([r.iterations for r in results]),
+        torch.cat([r.residual for r in results]),
+        torch.cat([r.converged for r in results]),
+        [],
+    )
+    return merged.x, merged

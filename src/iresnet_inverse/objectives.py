@@ -63,6 +63,7 @@ from dataclasses import dataclass
 
 import torch
 
+from iresnet_inverse.errors import ConfigError
 from iresnet_inverse.nets.iresnet import InverseResult, IResNet
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import is_linear
@@ -208,7 +209,7 @@ def logdet(
     """Phi(x) and log|det D Phi(x)| per sample (exact for d <= 3, else the Hutchinson power
     series per block); for nets invertible on X only (refused when lifted, module docstring)."""
     if net.lift_channels > 1:
-        raise ValueError(
+        raise ConfigError(
             f"the log-det objective needs a net invertible on X, but this one lifts X to "
             f"{net.lift_channels} channels (log det of the map on X has no estimator there); "
             "use a 1-channel architecture such as iresnet_demo_unlifted"
@@ -234,7 +235,7 @@ def _mean_space_loss(
         return 0.5 * _sum_per_sample((result.x - x) ** 2).mean(), result
     if objective == "approximation":
         return 0.5 * _sum_per_sample((net(x) - z) ** 2).mean(), None
-    raise ValueError(
+    raise ConfigError(
         f"objective {objective!r} has no mean-space loss (log|det D phi| and div phi of the "
         "non-invertible phi on X are not defined by the lifting); use stacked targets"
     )

@@ -44,6 +44,28 @@ TRAINING_FIGURES = ("learning_curves",)
 SCALING_FIGURES = ("budget_scaling",)
 SEARCH_FIGURES = ("search",)
 TOY_FIGURES = ("toy_grid", "toy_mse_vs_noise", "toy_noise_ablation", "toy_estimators")
+# The figure registry: group -> its figures. One workflow rule draws every figure; its inputs and
+# its report category follow from the group (workflow/rules/figures.smk).
+FIGURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "operators": ("operators",),
+    "reconstruction": RECONSTRUCTION_FIGURES,
+    "analysis": ANALYSIS_FIGURES,
+    "training": TRAINING_FIGURES,
+    "scaling": SCALING_FIGURES,
+    "search": SEARCH_FIGURES,
+    "toy": TOY_FIGURES,
+}
+EXAMPLES_PREFIX = "examples_"  # examples_<operator>: reconstructions of the named test images
+
+
+def figure_group(name: str) -> str:
+    """The group of a figure name (``examples_<operator>`` belongs to the reconstructions)."""
+    if name.startswith(EXAMPLES_PREFIX):
+        return "reconstruction"
+    for group, names in FIGURE_GROUPS.items():
+        if name in names:
+            return group
+    raise KeyError(f"unknown figure {name!r}")
 
 
 def toy_figures(cells: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -4,6 +4,8 @@ import os
 
 import torch
 
+from iresnet_inverse.errors import ConfigError
+
 # cuBLAS is reproducible only with a fixed workspace (read when cuBLAS starts; CUDA docs).
 CUBLAS_WORKSPACE = ":4096:8"
 
@@ -15,15 +17,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"device: {name!r} is not a device (cpu, cuda, cuda:N or auto)") from None
+        raise ConfigError(f"device: {name!r} is not a device (cpu, cuda, cuda:N or auto)") from None
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ValueError(f"device: {name} requested but no CUDA device is available")
+            raise ConfigError(f"device: {name} requested but no CUDA device is available")
         if device.index is not None and device.index >= count:
-            raise ValueError(f"device: {name} requested but there are {count} CUDA devices")
+            raise ConfigError(f"device: {name} requested but there are {count} CUDA devices")
     elif device.type != "cpu":
-        raise ValueError(f"device: {name!r} is not supported (cpu, cuda, cuda:N or auto)")
+        raise ConfigError(f"device: {name!r} is not supported (cpu, cuda, cuda:N or auto)")
     return device
 
 

@@ -22,7 +22,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from iresnet_inverse.analysis.metrics import psnr
+from iresnet_inverse.errors import ConfigError
+from iresnet_inverse.metrics import psnr
+from iresnet_inverse.nets.model import Model
 from iresnet_inverse.operators import is_linear
 
 #: ||grad||^2 <= 8 for forward differences in 2D (4 per axis), the bound used for step sizes.
@@ -213,7 +215,7 @@ def tv_pdhg(
     (One algorithm, kept whole so that it can be read against the paper's pseudo-code.)
     """
     if operator is not None and not is_linear(operator):
-        raise ValueError("tv_pdhg needs a linear operator with an adjoint; use tv_fista")
+        raise ConfigError("tv_pdhg needs a linear operator with an adjoint; use tv_fista")
     _check_alpha(alpha)
     if op_norm is None:
         op_norm = 1.02 * operator_norm(operator, z)
@@ -444,9 +446,9 @@ def search_alpha(
     x0=, dual0=). Returns the best alpha and the (alpha, mean PSNR) table sorted by alpha.
     """
     if not 0 < low <= high:
-        raise ValueError(f"need 0 < low <= high, got low={low}, high={high}")
+        raise ConfigError(f"need 0 < low <= high, got low={low}, high={high}")
     if samples < 1:
-        raise ValueError(f"need at least one sample, got {samples}")
+        raise ConfigError(f"need at least one sample, got {samples}")
     rng = np.random.default_rng(seed)
     alphas = np.exp(rng.uniform(math.log(low), math.log(high), samples))
     solve = tv_reconstruct if solver is None else solver
@@ -467,9 +469,11 @@ def search_alpha(
     return AlphaSearch(best_alpha, best_psnr, table)
 
 
-class TotalVariation(torch.nn.Module):
+class TotalVariation(Model):
     """TV reconstruction as a module: forward(z) solves min_x 1/2 ||F(x) - z||^2 + alpha TV(x)
     (``iresnet_inverse.tv``). alpha is a buffer, set by the validation search."""
+
+    trained_by_gradient = False
 
     def __init__(
         self, operator: torch.nn.Module, alpha: float, tol: float = 1e-4, max_iter: int = 500

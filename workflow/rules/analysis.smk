@@ -26,7 +26,7 @@ rule probe:
     shell:
         "iresnet-inverse probe {wildcards.probe} --job-json {params.job:q} "
         "--threads {threads} --model {input.model:q} --images {input.images:q} --out {output:q} "
-        "--rule probe 2>&1 | tee {log:q}"
+        "--rule {rule} 2>&1 | tee {log:q}"
 
 
 rule combine_probe:
@@ -41,4 +41,4 @@ rule combine_probe:
     localrule: True
     shell:
         "iresnet-inverse combine {input:q} --out {output:q} --title '{wildcards.probe} probes' "
-        "--rule combine_probe 2>&1 | tee {log:q}"
+        "--rule {rule} 2>&1 | tee {log:q}"

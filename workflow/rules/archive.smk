@@ -13,5 +13,5 @@ rule archive:
         cfg=json.dumps(config, sort_keys=True),
     shell:
         "iresnet-inverse archive {input:q} --out {output:q} --config-json {params.cfg:q} "
-        "--rule archive 2>&1 | tee {log:q} && iresnet-inverse verify-archive {output:q} "
+        "--rule {rule} 2>&1 | tee {log:q} && iresnet-inverse verify-archive {output:q} "
         "| tee -a {log:q}"

@@ -7,12 +7,15 @@ import sys
 from pathlib import Path
 
 from iresnet_inverse import config as study_config
-from iresnet_inverse.archive import default_name
+from iresnet_inverse.stages.archive import default_name
 from iresnet_inverse.cells import ImageCell, Observations, ToyCell, ToyReference
 from iresnet_inverse.interrupted import remove_stale_results
 from iresnet_inverse.jobs import image_job, toy_job
-from iresnet_inverse.search import trial_job
+from iresnet_inverse.stages.search import trial_job
 from iresnet_inverse.registry import (
+    EXAMPLES_PREFIX,
+    FIGURE_GROUPS,
+    figure_group,
     ANALYSIS_FIGURES,
     PROBES,
     RECONSTRUCTION_FIGURES,
@@ -28,7 +31,7 @@ from iresnet_inverse.registry import (
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 try:
-    validate(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
+    validate(config, str(study_config.SCHEMA_PATH))
 except Exception:
     study_config.validate(config)  # re-raises as one line naming the field
     raise

@@ -17,7 +17,7 @@ rule data:
     params:
         cfg=config_json("data"),
     shell:
-        "iresnet-inverse data --config-json {params.cfg:q} --out {output:q} --rule data "
+        "iresnet-inverse data --config-json {params.cfg:q} --out {output:q} --rule {rule} "
         "2>&1 | tee {log:q}"
 
 
@@ -37,4 +37,4 @@ rule observe:
     shell:
         "iresnet-inverse observe --config-json {params.cfg:q} --images {input:q} "
         "--operator {wildcards.operator} --noise-level {wildcards.noise_level} "
-        "--out {output:q} --rule observe 2>&1 | tee {log:q}"
+        "--out {output:q} --rule {rule} 2>&1 | tee {log:q}"

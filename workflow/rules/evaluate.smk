@@ -22,7 +22,7 @@ rule evaluate:
     shell:
         "iresnet-inverse evaluate --job-json {params.job:q} --threads {threads} "
         "--model {input.model:q} --images {input.images:q} "
-        "--observations {input.observations:q} --out {output:q} --rule evaluate 2>&1 | tee {log:q}"
+        "--observations {input.observations:q} --out {output:q} --rule {rule} 2>&1 | tee {log:q}"
 
 
 rule combine_reconstruction:
@@ -35,7 +35,7 @@ rule combine_reconstruction:
     localrule: True
     shell:
         "iresnet-inverse combine {input:q} --out {output:q} --title 'reconstruction study' "
-        "--rule combine_reconstruction 2>&1 | tee {log:q}"
+        "--rule {rule} 2>&1 | tee {log:q}"
 
 
 rule methods_table:
@@ -54,7 +54,7 @@ rule methods_table:
     shell:
         "iresnet-inverse methods-table {input.histories:q} "
         "--reconstruction {input.reconstruction:q} --out {output:q} "
-        "--rule methods_table 2>&1 | tee {log:q}"
+        "--rule {rule} 2>&1 | tee {log:q}"
 
 
 rule combine_training:
@@ -67,7 +67,7 @@ rule combine_training:
     localrule: True
     shell:
         "iresnet-inverse training-curves {input:q} --out {output:q} "
-        "--rule combine_training 2>&1 | tee {log:q}"
+        "--rule {rule} 2>&1 | tee {log:q}"
 
 
 rule evaluate_snapshots:
@@ -90,7 +90,7 @@ rule evaluate_snapshots:
         "iresnet-inverse evaluate-snapshots --job-json {params.job:q} --threads {threads} "
         "--train-dir {params.train_dir:q} --images {input.images:q} "
         "--observations {input.observations:q} --out {output:q} "
-        "--rule evaluate_snapshots 2>&1 | tee {log:q}"
+        "--rule {rule} 2>&1 | tee {log:q}"
 
 
 rule combine_scaling:
@@ -103,7 +103,7 @@ rule combine_scaling:
     localrule: True
     shell:
         "iresnet-inverse combine {input:q} --out {output:q} --title 'budget scaling' "
-        "--rule combine_scaling 2>&1 | tee {log:q}"
+        "--rule {rule} 2>&1 | tee {log:q}"
 
 
 rule scaling_table:
@@ -118,4 +118,4 @@ rule scaling_table:
     shell:
         "iresnet-inverse scaling-table {input.scaling:q} "
         "--reconstruction {input.reconstruction:q} --out {output:q} "
-        "--rule scaling_table 2>&1 | tee {log:q}"
+        "--rule {rule} 2>&1 | tee {log:q}"

@@ -21,7 +21,7 @@ rule gaussian_reference:
     shell:
         "iresnet-inverse gaussian-reference {input.observations:q} --images {input.images:q} "
         "--config-json {params.cfg:q} --noise-factors {params.factors} --out {output:q} "
-        "--threads {threads} --rule gaussian_reference 2>&1 | tee {log:q}"
+        "--threads {threads} --rule {rule} 2>&1 | tee {log:q}"
 
 
 rule gaussian_check:
@@ -39,5 +39,5 @@ rule gaussian_check:
     localrule: True
     shell:
         "iresnet-inverse gaussian-check {input.reconstruction:q} "
-        "--reference {input.reference:q} --out {output:q} --rule gaussian_check "
+        "--reference {input.reference:q} --out {output:q} --rule {rule} "
         "2>&1 | tee {log:q}"

@@ -23,7 +23,7 @@ rule search_trial:
     shell:
         "iresnet-inverse train --job-json {params.job:q} --threads {threads} "
         "--images {input.images:q} --observations {input.observations:q} "
-        "--out-dir {params.out_dir:q} --trial --rule search_trial 2>&1 | tee {log:q}"
+        "--out-dir {params.out_dir:q} --trial --rule {rule} 2>&1 | tee {log:q}"
 
 
 rule combine_search:
@@ -36,4 +36,4 @@ rule combine_search:
     localrule: True
     shell:
         "iresnet-inverse search-table {input:q} --out {output:q} "
-        "--rule combine_search 2>&1 | tee {log:q}"
+        "--rule {rule} 2>&1 | tee {log:q}"

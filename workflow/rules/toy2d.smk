@@ -16,7 +16,7 @@ rule toy_reference:
     shell:
         "iresnet-inverse toy-reference --config-json {params.cfg:q} --prior {wildcards.prior} "
         "--eps {wildcards.eps} --noise-level {wildcards.noise_level} --out {output:q} "
-        "--rule toy_reference 2>&1 | tee {log:q}"
+        "--rule {rule} 2>&1 | tee {log:q}"
 
 
 rule toy_train:
@@ -34,7 +34,7 @@ rule toy_train:
         out_dir=lambda wc, output: os.path.dirname(output[0]),
     shell:
         "iresnet-inverse toy-train --job-json {params.job:q} --threads {threads} "
-        "--reference {input:q} --out-dir {params.out_dir:q} --rule toy_train 2>&1 | tee {log:q}"
+        "--reference {input:q} --out-dir {params.out_dir:q} --rule {rule} 2>&1 | tee {log:q}"
 
 
 rule combine_toy2d:
@@ -48,7 +48,7 @@ rule combine_toy2d:
     localrule: True
     shell:
         "iresnet-inverse combine {input.cells:q} --also {input.references:q} --out {output:q} "
-        "--title 'toy study' --rule combine_toy2d 2>&1 | tee {log:q}"
+        "--title 'toy study' --rule {rule} 2>&1 | tee {log:q}"
 
 
 rule toy_claims:
@@ -60,4 +60,4 @@ rule toy_claims:
         f"{RESULTS}/logs/toy_claims.log",
     localrule: True
     shell:
-        "iresnet-inverse toy-claims {input:q} --out {output:q} --rule toy_claims 2>&1 | tee {log:q}"
+        "iresnet-inverse toy-claims {input:q} --out {output:q} --rule {rule} 2>&1 | tee {log:q}"

@@ -33,4 +33,4 @@ rule train:
     shell:
         "iresnet-inverse train --job-json {params.job:q} --threads {threads} "
         "--images {input.images:q} --observations {input.observations:q} "
-        "--out-dir {params.out_dir:q} {params.warm} {params.search} --rule train 2>&1 | tee {log:q}"
+        "--out-dir {params.out_dir:q} {params.warm} {params.search} --rule {rule} 2>&1 | tee {log:q}"

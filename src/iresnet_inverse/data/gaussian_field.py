@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from iresnet_inverse.data.patches import SPLITS, assemble_dataset
+from iresnet_inverse.errors import ConfigError
 
 CHUNK = 256  # fields drawn per FFT batch (memory: CHUNK * period^2 complex numbers)
 
@@ -53,7 +54,7 @@ def sample_fields(
 def crop_covariance(side: int, period: int, alpha: float, k0: float, std: float) -> np.ndarray:
     """The exact covariance (side^2, side^2) of a side x side crop, pixels in row-major order."""
     if side > period:
-        raise ValueError(f"data.gaussian.period {period} is smaller than the crop side {side}")
+        raise ConfigError(f"data.gaussian.period {period} is smaller than the crop side {side}")
     r = autocovariance(period, alpha, k0, std)
     rows, cols = np.divmod(np.arange(side * side), side)
     return r[(rows[:, None] - rows[None, :]) % period, (cols[:, None] - cols[None, :]) % period]
@@ -70,7 +71,7 @@ def check_period(data: Mapping[str, Any]) -> None:
     period = data["gaussian"]["period"]
     for field in ("patch_size", "named_size"):
         if data[field] > period:
-            raise ValueError(
+            raise ConfigError(
                 f"data.{field} {data[field]} is larger than data.gaussian.period {period}"
             )
 

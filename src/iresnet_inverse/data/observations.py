@@ -17,6 +17,7 @@ from iresnet_inverse.data import sources
 from iresnet_inverse.data.dead_leaves import dead_leaves_patches
 from iresnet_inverse.data.gaussian_field import gaussian_dataset
 from iresnet_inverse.data.patches import build_image_dataset, builtin_split, split_by_image
+from iresnet_inverse.errors import ConfigError
 from iresnet_inverse.operators import get_operator
 
 EVAL_SPLITS = ("val", "test")
@@ -28,9 +29,9 @@ def load_images(data: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[st
     if source == "builtin":
         return sources.builtin_images(factor), builtin_split()
     if source == "gaussian":
-        raise ValueError("data.source gaussian draws its patches (image_dataset), not images")
+        raise ConfigError("data.source gaussian draws its patches (image_dataset), not images")
     if not data.get("path"):
-        raise ValueError(f"data.path is required for data.source {source!r}")
+        raise ConfigError(f"data.path is required for data.source {source!r}")
     read = sources.stl10_images if source == "stl10" else sources.folder_images
     images = read(data["path"], factor)
     split = split_by_image(list(images), data["val_images"], data["test_images"], data["seed"])
@@ -41,7 +42,7 @@ def image_dataset(data: Mapping[str, Any]) -> xr.Dataset:
     """Patches of all splits plus the named test images, as configured in ``data``."""
     if data["source"] == "gaussian":  # drawn from the prior itself, not cut from images
         if (data.get("synthetic") or {}).get("patches"):
-            raise ValueError("data.synthetic: dead leaves would break the gaussian source's prior")
+            raise ConfigError("data.synthetic: dead leaves would break the gaussian source's prior")
         return gaussian_dataset(data)
     images, split = load_images(data)
     named = data.get("named_images") or (
@@ -65,7 +66,7 @@ def synthetic_patches(data: Mapping[str, Any]) -> tuple[str, np.ndarray] | None:
     if not synthetic.get("patches"):
         return None
     if synthetic["r_min"] >= synthetic["r_max"]:
-        raise ValueError("data.synthetic: r_min must be below r_max")
+        raise ConfigError("data.synthetic: r_min must be below r_max")
     size, seed = data["patch_size"], data["seed"]
     leaves = dead_leaves_patches(
         synthetic["patches"], size, seed, synthetic["r_min"], synthetic["r_max"]

@@ -6,6 +6,7 @@ import numpy as np
 import xarray as xr
 
 from iresnet_inverse.data.sources import BUILTIN_SPLITS
+from iresnet_inverse.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 
@@ -15,7 +16,7 @@ def split_by_image(
 ) -> dict[str, list[str]]:
     """Seeded assignment of whole images to train/val/test (for STL-10 and image folders)."""
     if val_images + test_images >= len(names):
-        raise ValueError(
+        raise ConfigError(
             f"data: {len(names)} images cannot give {val_images} val and {test_images} test "
             "images and still leave training images"
         )
@@ -48,10 +49,10 @@ def sample_patches(
     for n in names:
         h, w = images[n].shape
         if h < size or w < size:
-            raise ValueError(f"image {n!r} ({h}x{w}) is smaller than patch_size {size}")
+            raise ConfigError(f"image {n!r} ({h}x{w}) is smaller than patch_size {size}")
     if all(images[n].shape == (size, size) for n in names):
         if count > len(names):
-            raise ValueError(f"asked for {count} whole images but the split has {len(names)}")
+            raise ConfigError(f"asked for {count} whole images but the split has {len(names)}")
         chosen = names[:count]
         corners = np.zeros((count, 2), dtype=np.int64)
         return np.stack([images[n] for n in chosen]), chosen, corners
@@ -73,7 +74,7 @@ def sample_patches(
 def center_crop(image: np.ndarray, size: int, name: str) -> np.ndarray:
     h, w = image.shape
     if h < size or w < size:
-        raise ValueError(f"named image {name!r} ({h}x{w}) is smaller than named_size {size}")
+        raise ConfigError(f"named image {name!r} ({h}x{w}) is smaller than named_size {size}")
     r, c = (h - size) // 2, (w - size) // 2
     return image[r : r + size, c : c + size]
 
@@ -95,7 +96,7 @@ def build_image_dataset(
     blocks, splits, sources, corners = [], [], [], []
     for s in SPLITS:
         if not split[s]:
-            raise ValueError(f"data: the {s} split has no images")
+            raise ConfigError(f"data: the {s} split has no images")
         p, src, cor = sample_patches(images, split[s], patch_size, counts[s], rng)
         blocks.append(p)
         splits += [s] * len(p)
@@ -109,7 +110,7 @@ def build_image_dataset(
             corners.append(np.full((len(extra), 2), -1))
     missing = [n for n in named if n not in split["test"]]
     if missing:
-        raise ValueError(f"data.named_images: {missing} are not test images {split['test']}")
+        raise ConfigError(f"data.named_images: {missing} are not test images {split['test']}")
     named_images = {n: center_crop(images[n], named_size, n) for n in named}
     return assemble_dataset(
         np.concatenate(blocks), splits, sources, np.concatenate(corners), named_images

@@ -19,6 +19,8 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from iresnet_inverse.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class GaussianMixture:
@@ -202,4 +204,4 @@ def get_prior(name: str) -> Prior:
     try:
         return PRIORS[name]
     except KeyError:
-        raise ValueError(f"unknown prior {name!r}; valid: {', '.join(PRIORS)}") from None
+        raise ConfigError(f"unknown prior {name!r}; valid: {', '.join(PRIORS)}") from None

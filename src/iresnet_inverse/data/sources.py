@@ -10,6 +10,7 @@ from skimage import color, io
 from skimage import data as skdata
 from skimage.transform import rescale
 
+from iresnet_inverse.errors import InputDataError
 from iresnet_inverse.registry import BUILTIN_TEST_IMAGES, STL10_SIDE
 
 # Natural photographs and textures that scikit-image and scikit-learn ship inside their wheels.
@@ -50,17 +51,17 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3:
         image = color.rgb2gray(image)  # likewise
     if image.ndim != 2:
-        raise ValueError(f"expected a gray or RGB image, got shape {image.shape}")
+        raise InputDataError(f"expected a gray or RGB image, got shape {image.shape}")
     if image.dtype == bool:
         image = image.astype(np.float64)
     elif np.issubdtype(image.dtype, np.integer):
         if image.size and image.min() < 0:
-            raise ValueError(f"{image.dtype} image with negative values: expected intensities")
+            raise InputDataError(f"{image.dtype} image with negative values: expected intensities")
         image = image / float(np.iinfo(image.dtype).max)
     check_finite(image)
     low, high = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
     if low < -FLOAT_RANGE_TOLERANCE or high > 1 + FLOAT_RANGE_TOLERANCE:
-        raise ValueError(
+        raise InputDataError(
             f"{image.dtype} image with values in [{low:.4g}, {high:.4g}]: float images must lie "
             "in [0, 1] (scale it, or save it as an integer image)"
         )
@@ -72,7 +73,7 @@ def check_finite(image: np.ndarray) -> None:
     clipping Inf to [0, 1] would hide a broken file."""
     bad = int(np.size(image) - np.isfinite(image).sum())
     if bad:
-        raise ValueError(f"{bad} non-finite pixel values (NaN or Inf)")
+        raise InputDataError(f"{bad} non-finite pixel values (NaN or Inf)")
 
 
 def _load_builtin(name: str) -> np.ndarray:
@@ -103,7 +104,9 @@ def read_stl10(path: str | Path) -> np.ndarray:
     raw = np.fromfile(path, dtype=np.uint8)
     per_image = 3 * STL10_SIDE * STL10_SIDE
     if raw.size == 0 or raw.size % per_image:
-        raise ValueError(f"{path}: size {raw.size} bytes is not a multiple of {per_image} (STL-10)")
+        raise InputDataError(
+            f"{path}: size {raw.size} bytes is not a multiple of {per_image} (STL-10)"
+        )
     # Column-major per channel: reshape to (n, channel, column, row), then swap to rows first.
     rgb = raw.reshape(-1, 3, STL10_SIDE, STL10_SIDE).transpose(0, 3, 2, 1)
     return color.rgb2gray(rgb)
@@ -113,7 +116,7 @@ def stl10_images(directory: str | Path, downscale: float = 1.0) -> dict[str, np.
     """Every image of every ``*_X.bin`` in ``directory``, named ``<file stem>_<index>``."""
     files = sorted(Path(directory).glob("*_X.bin"))
     if not files:
-        raise FileNotFoundError(f"{directory}: no STL-10 files (*_X.bin) found")
+        raise InputDataError(f"{directory}: no STL-10 files (*_X.bin) found")
     images = {}
     for f in files:
         stem = f.name.removesuffix("_X.bin")
@@ -125,18 +128,18 @@ def stl10_images(directory: str | Path, downscale: float = 1.0) -> dict[str, np.
 def folder_images(directory: str | Path, downscale: float = 1.0) -> dict[str, np.ndarray]:
     """Every png/jpg/tif image in ``directory`` (not recursive), named by file stem."""
     if not Path(directory).is_dir():
-        raise FileNotFoundError(f"data.path: {directory} is not a folder")
+        raise InputDataError(f"data.path: {directory} is not a folder")
     files = sorted(p for p in Path(directory).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"{directory}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+        raise InputDataError(f"{directory}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     stems = [f.stem for f in files]
     clashes = sorted({str(f) for f in files if stems.count(f.stem) > 1})
     if clashes:  # images are named by stem: one would silently replace the other
-        raise ValueError(f"{directory}: images share a name: {', '.join(clashes)}")
+        raise InputDataError(f"{directory}: images share a name: {', '.join(clashes)}")
     images = {}
     for f in files:
         try:
             images[f.stem] = _downscale(to_gray(io.imread(f)), downscale)
         except Exception as err:
-            raise ValueError(f"{f}: cannot read image ({err})") from err
+            raise InputDataError(f"{f}: cannot read image ({err})") from err
     return images

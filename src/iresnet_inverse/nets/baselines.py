@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from iresnet_inverse.archs import BASELINES  # noqa: F401  (re-exported)
+from iresnet_inverse.nets.model import Model
 
 NETWORK_KINDS = ("unet", "convresnet", "diffnet")
 
@@ -22,7 +23,7 @@ def _zero(conv: torch.nn.Conv2d) -> torch.nn.Conv2d:
     return conv
 
 
-class UNet(torch.nn.Module):
+class UNet(Model):
     """Ronneberger's U-Net, learning the residual x - z: two convolutions per scale, max-pool
     down, transposed 2x2 convolution up, skip connections by concatenation."""
 
@@ -65,7 +66,7 @@ class UNet(torch.nn.Module):
         return z + self.out(h)[..., : size[0], : size[1]]
 
 
-class ConvResNet(torch.nn.Module):
+class ConvResNet(Model):
     """The iResNet architecture without Lipschitz constraints (residuals conv-ReLU-1x1 conv) and
     with learnable 1x1 convolutions into and out of the channel space instead of lifting."""
 
@@ -97,7 +98,7 @@ class ConvResNet(torch.nn.Module):
         return self.conv_out(h)
 
 
-class DiffNet(torch.nn.Module):
+class DiffNet(Model):
     """Learned nonlinear diffusion, as in Arridge & Hauptmann 2020 (their ``DiffNet_nonlin.py``):
     per step a CNN (``layers`` 3x3 convolutions with ``hidden`` channels and ReLU, then a 3x3
     convolution to 5 channels) reads the current image and predicts a five-point stencil per

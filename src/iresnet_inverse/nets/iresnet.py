@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from iresnet_inverse.archs import ARCHITECTURES
 from iresnet_inverse.nets.implicit import implicit_fixed_point
 from iresnet_inverse.nets.lipschitz import LipschitzConv2d, LipschitzLinear, block_lipschitz
+from iresnet_inverse.nets.model import Model
 from iresnet_inverse.nets.preconditioner import fourier_preconditioner
 from iresnet_inverse.nets.solvers import Map, SolverConfig, SolverResult, solve
 
@@ -241,7 +242,7 @@ class InverseResult:
         return self.iterations.sum(dim=1)
 
 
-class IResNet(torch.nn.Module):
+class IResNet(Model):
     """A chain of invertible blocks with optional channel lifting (``lift`` > 0 for images)."""
 
     def __init__(
@@ -319,6 +320,33 @@ class IResNet(torch.nn.Module):
         result = self.core_inverse(self.lift(z), solver, warm_start)
         result.x = self.project(result.x)
         return result
+
+    learns_forward_map = True
+
+    def invert(
+        self, data: torch.Tensor, solver: SolverConfig
+    ) -> tuple[torch.Tensor, InverseResult]:
+        """phi^-1(data) with the solver's statistics (``inverse``)."""
+        result = self.inverse(data, solver)
+        return result.x, result
+
+    def refresh(self) -> None:
+        self.refresh_norms()
+
+    def certificate(self) -> list[float]:
+        return self.lipschitz_certificate()
+
+    def after_step(self, rescale_weights: bool) -> None:
+        if rescale_weights:
+            self.rescale_raw_weights()
+
+    def lifted_core(self) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
+        """(x -> Phi(c x), M), M = 1 when the net does not lift."""
+        return (lambda x: self.core_forward(self.lift(x))), max(int(self.lift_channels), 1)
+
+    def describe(self) -> dict[str, Any]:
+        block_bound = float(self.blocks[0].lipschitz) if len(self.blocks) else float("nan")
+        return {**super().describe(), "blocks": len(self.blocks), "block_bound": block_bound}
 
     def compile_residuals(self, backend: str = "inductor") -> None:
         """torch.compile every residual function (the solvers' inner loop), all blocks

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 
+from iresnet_inverse.errors import ConfigError
 from iresnet_inverse.operators.blur import GaussianBlur
 from iresnet_inverse.operators.diffusion import PeronaMalik
 from iresnet_inverse.operators.linear import MatrixOperator, linear2d, linear3d
@@ -26,7 +27,7 @@ def get_operator(name: str, **params: object) -> torch.nn.Module:
         factory = OPERATORS[name]
     except KeyError:
         valid = ", ".join(sorted(OPERATORS))
-        raise ValueError(f"unknown operator {name!r}; valid operators: {valid}") from None
+        raise ConfigError(f"unknown operator {name!r}; valid operators: {valid}") from None
     return factory(**params)
 
 

@@ -3,13 +3,15 @@
 import torch
 import torch.nn.functional as F
 
+from iresnet_inverse.errors import ConfigError
+
 
 def gaussian_kernel(size: int, sigma: float, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Normalized 2D Gaussian of odd ``size`` (sums to one)."""
     if size % 2 != 1 or size < 1:
-        raise ValueError(f"blur kernel_size must be a positive odd integer, got {size}")
+        raise ConfigError(f"blur kernel_size must be a positive odd integer, got {size}")
     if sigma <= 0:
-        raise ValueError(f"blur sigma must be positive, got {sigma}")
+        raise ConfigError(f"blur sigma must be positive, got {sigma}")
     r = torch.arange(size, dtype=dtype) - size // 2
     g = torch.exp(-(r**2) / (2 * sigma**2))
     kernel = torch.outer(g, g)

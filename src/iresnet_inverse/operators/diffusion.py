@@ -11,6 +11,8 @@ is a convex combination of neighbours, so a maximum principle holds.
 import torch
 import torch.nn.functional as F
 
+from iresnet_inverse.errors import ConfigError
+
 
 class PeronaMalik(torch.nn.Module):
     """F(u0) = u(T) after ``steps`` Heun steps of size ``dt`` (paper: lambda 0.1, 5 x 0.15)."""
@@ -18,7 +20,7 @@ class PeronaMalik(torch.nn.Module):
     def __init__(self, contrast: float = 0.1, steps: int = 5, dt: float = 0.15) -> None:
         super().__init__()
         if contrast <= 0 or steps < 1 or not 0 < dt <= 0.25:
-            raise ValueError(
+            raise ConfigError(
                 "diffusion needs contrast > 0, steps >= 1 and 0 < dt <= 1/4 (above 1/4 the "
                 "maximum principle fails and data leave [0, 1])"
             )

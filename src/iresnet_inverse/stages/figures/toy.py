@@ -7,7 +7,7 @@ import numpy as np
 import xarray as xr
 
 from iresnet_inverse.artifacts import read_dataset
-from iresnet_inverse.plots.common import (
+from iresnet_inverse.stages.figures.common import (
     figure_legend,
     key,
     noise_level_axis,

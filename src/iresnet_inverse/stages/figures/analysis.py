@@ -13,7 +13,8 @@ import xarray as xr
 
 from iresnet_inverse.archs import label
 from iresnet_inverse.artifacts import read_dataset
-from iresnet_inverse.plots.common import (
+from iresnet_inverse.errors import InputDataError
+from iresnet_inverse.stages.figures.common import (
     figure_legend,
     frame,
     lipschitz_color,
@@ -32,7 +33,7 @@ def _probed(ds: xr.Dataset, var: str) -> xr.Dataset:
     ds = ds.sel(objective="reconstruction").isel(seed=0)
     archs = [a for a in ds["arch"].values if np.isfinite(ds[var].sel(arch=a).values).any()]
     if not archs:
-        raise ValueError(f"no probed cell holds {var}")
+        raise InputDataError(f"no probed cell holds {var}")
     arch = "iresnet" if "iresnet" in archs else archs[0]
     return ds.sel(arch=arch).assign_attrs(arch=str(arch))
 

@@ -1,26 +1,26 @@
 """One function per figure. Figures read NetCDF only and write ``<stem>.png`` and ``<stem>.pdf``."""
 
-from iresnet_inverse.plots.analysis import ANALYSIS_FIGURES
-from iresnet_inverse.plots.methods import (
+from iresnet_inverse.registry import RECONSTRUCTION_FIGURES
+from iresnet_inverse.stages.figures.analysis import ANALYSIS_FIGURES
+from iresnet_inverse.stages.figures.methods import (
     plot_forward_approximation,
     plot_inversion_error,
     plot_learned_operator,
     plot_methods_vs_noise,
     plot_psnr_vs_lipschitz,
 )
-from iresnet_inverse.plots.operators import plot_operators
-from iresnet_inverse.plots.toy import (
+from iresnet_inverse.stages.figures.operators import plot_operators
+from iresnet_inverse.stages.figures.toy import (
     plot_toy_estimators,
     plot_toy_grid,
     plot_toy_mse_vs_noise,
     plot_toy_noise_ablation,
 )
-from iresnet_inverse.plots.training import (
+from iresnet_inverse.stages.figures.training import (
     plot_budget_scaling,
     plot_learning_curves,
     plot_search,
 )
-from iresnet_inverse.registry import RECONSTRUCTION_FIGURES
 
 # Figures drawn from one study dataset: name -> function(dataset path, stem, dpi).
 DATASET_FIGURES = {

@@ -25,8 +25,8 @@ from skimage.feature import canny
 from skimage.filters import gaussian
 from skimage.morphology import dilation, footprint_rectangle
 
-from iresnet_inverse.analysis.clustering import cluster_means
-from iresnet_inverse.analysis.saliency import CROP, crop_margin, saliency_kernels
+from iresnet_inverse.probes.clustering import cluster_means
+from iresnet_inverse.probes.saliency import CROP, crop_margin, saliency_kernels
 
 
 def _image2d(image: np.ndarray | torch.Tensor) -> np.ndarray:

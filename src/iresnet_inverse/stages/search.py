@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from iresnet_inverse.artifacts import read_dataset, variable
+from iresnet_inverse.errors import InputDataError
 from iresnet_inverse.jobs import Job, image_job
 
 
@@ -58,7 +59,7 @@ def search_dataset(history_paths: Sequence[str | Path]) -> xr.Dataset:
             "val_psnr": _best(history["val_psnr"].values),
         }
     if not rows:
-        raise ValueError("no search trials among the inputs")
+        raise InputDataError("no search trials among the inputs")
     archs = sorted(rows)
     trials = sorted({t for per_arch in rows.values() for t in per_arch})
 
@@ -70,7 +71,7 @@ def search_dataset(history_paths: Sequence[str | Path]) -> xr.Dataset:
     val = table("val_psnr")
     failed = [a for a, row in zip(archs, val, strict=True) if not np.isfinite(row).any()]
     if failed:
-        raise ValueError(f"every search trial of {', '.join(failed)} failed")
+        raise InputDataError(f"every search trial of {', '.join(failed)} failed")
     best = np.nanargmax(val, axis=1)
     return xr.Dataset(
         {

@@ -14,6 +14,7 @@ from pandas.api.types import is_string_dtype
 from iresnet_inverse.archs import label
 from iresnet_inverse.artifacts import combine_datasets, read_dataset
 from iresnet_inverse.cells import ImageCell
+from iresnet_inverse.errors import InputDataError
 
 PLATEAU_DB = 0.1  # a curve has plateaued when its last fifth gains less than this
 
@@ -50,7 +51,7 @@ def training_curves(history_paths: Sequence[str | Path]) -> xr.Dataset:
             )
         parts.append(part)
     if not parts:
-        raise ValueError("no history with validation PSNR per epoch among the inputs")
+        raise InputDataError("no history with validation PSNR per epoch among the inputs")
     return combine_datasets(parts)
 
 
@@ -124,10 +125,10 @@ def summary_table(reconstruction_path: str | Path) -> pd.DataFrame:
     variables = ["psnr", "ssim", "data_psnr", "data_ssim"]
     missing = [v for v in variables + list(ImageCell.KEYS) if v not in study.variables]
     if missing:
-        raise ValueError(f"{reconstruction_path}: not a reconstruction dataset (no {missing})")
+        raise InputDataError(f"{reconstruction_path}: not a reconstruction dataset (no {missing})")
     extra = sorted(set(study["psnr"].dims) - {*ImageCell.KEYS, "image"})
     if extra:  # scaling.nc holds a curve per cell: a mean over it would mix budgets
-        raise ValueError(
+        raise InputDataError(
             f"{reconstruction_path}: not a reconstruction dataset (it varies over {extra}, as "
             "the budget curves of scaling.nc do); give results/datasets/reconstruction.nc"
         )

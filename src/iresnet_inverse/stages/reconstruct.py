@@ -17,13 +17,13 @@ import xarray as xr
 from PIL import Image
 from skimage import io
 
-from iresnet_inverse.analysis.metrics import psnr, ssim
-from iresnet_inverse.artifacts import ArtifactError, atomic_write, variable, write_dataset
+from iresnet_inverse.artifacts import atomic_write, variable, write_dataset
 from iresnet_inverse.config import validate
 from iresnet_inverse.data.sources import check_finite, to_gray
-from iresnet_inverse.models import TrainedCell, load_trained_cell
+from iresnet_inverse.errors import ArtifactError, InputDataError
+from iresnet_inverse.metrics import psnr, ssim
+from iresnet_inverse.models import TrainedCell, load_trained_cell, reconstruct
 from iresnet_inverse.nets.solvers import SolverConfig
-from iresnet_inverse.reconstruct import reconstruct
 from iresnet_inverse.runtime import generator, setup
 
 # The image sizes reconstruct takes: the blur's reflect padding and the saliency crops need some
@@ -64,9 +64,9 @@ def read_image(path: str | Path, exact: bool = False) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise ArtifactError(f"{path}: not a readable image ({err})") from err
     if image.ndim != 2:
-        raise ValueError(f"{path}: expected a 2-D (gray) array, got shape {image.shape}")
+        raise InputDataError(f"{path}: expected a 2-D (gray) array, got shape {image.shape}")
     if image.size > MAX_PIXELS:
-        raise ValueError(
+        raise InputDataError(
             f"{path}: {image.shape[0]}x{image.shape[1]} is larger than {MAX_PIXELS:,} pixels "
             "(memory of the inversion); crop or downscale it"
         )
@@ -79,9 +79,9 @@ def _load_npy(path: Path, exact: bool) -> np.ndarray:
     loaded = np.load(path, allow_pickle=False)
     if not isinstance(loaded, np.ndarray):
         loaded.close()
-        raise ValueError("an .npz archive, not an .npy array")
+        raise InputDataError("an .npz archive, not an .npy array")
     if np.iscomplexobj(loaded):
-        raise ValueError(f"a {loaded.dtype} array: expected real intensities")
+        raise InputDataError(f"a {loaded.dtype} array: expected real intensities")
     if exact and np.issubdtype(loaded.dtype, np.floating):
         return loaded
     return to_gray(loaded)
@@ -91,7 +91,7 @@ def check_size(image: np.ndarray, operator: torch.nn.Module, path: str | Path) -
     """Refuse, before any work, an image smaller than the operator and the nets can take."""
     smallest = max(MIN_SIDE, getattr(operator, "kernel_size", 1) // 2 + 1)
     if min(image.shape) < smallest:
-        raise ValueError(
+        raise InputDataError(
             f"{path}: a {image.shape[0]}x{image.shape[1]} image is too small; the operator and "
             f"the nets need at least {smallest}x{smallest} pixels"
         )
@@ -127,7 +127,9 @@ def reconstruct_image(
             trained.net, trained.cell["objective"], trained.operator, z_t, solver
         )
     except RuntimeError as err:
-        raise ValueError(f"cannot reconstruct a {z.shape[0]}x{z.shape[1]} image: {err}") from err
+        raise InputDataError(
+            f"cannot reconstruct a {z.shape[0]}x{z.shape[1]} image: {err}"
+        ) from err
     converged = None if stats is None else bool(stats.converged.all())
     return x_hat[0, 0].double().cpu().numpy(), converged
 
@@ -151,7 +153,7 @@ def _observed(
 ) -> tuple[np.ndarray | None, np.ndarray, float | None]:
     """The clean image (if given), the data z and the noise level used to simulate z."""
     if image_path is None and data_path is None:
-        raise ValueError("give an image (--image) to simulate data from, or data (--data)")
+        raise InputDataError("give an image (--image) to simulate data from, or data (--data)")
     x = None if image_path is None else read_image(image_path)
     if x is not None:
         check_size(x, trained.operator, image_path)
@@ -161,7 +163,7 @@ def _observed(
     z = read_image(data_path, exact=True)
     check_size(z, trained.operator, data_path)
     if x is not None and x.shape != z.shape:
-        raise ValueError(
+        raise InputDataError(
             f"{data_path}: data of shape {z.shape} do not match the image {image_path} "
             f"of shape {x.shape}"
         )
@@ -179,7 +181,7 @@ def apply_model(
     """Reconstruct a user's image with a trained cell: data given, or simulated from the
     image; metrics whenever the clean image is known."""
     if noise_level is not None and data_path is not None:
-        raise ValueError("--noise-level simulates data; it cannot be combined with --data")
+        raise InputDataError("--noise-level simulates data; it cannot be combined with --data")
     where = setup(device)
     trained = load_trained_cell(model_path, where)
     x, z, delta = _observed(trained, image_path, data_path, noise_level, seed)
@@ -192,7 +194,7 @@ def png_path(path: str | Path) -> Path:
     """``path`` if it names a PNG file (checked before any work), else a one-line error."""
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"--out {path}: the reconstruction is written as PNG; name it *.png")
+        raise InputDataError(f"--out {path}: the reconstruction is written as PNG; name it *.png")
     return path
 
 

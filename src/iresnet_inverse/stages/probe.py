@@ -16,24 +16,24 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
-from iresnet_inverse.analysis.clustering import select_k, spectral_clusters
-from iresnet_inverse.analysis.directional import (
+from iresnet_inverse.artifacts import read_dataset, variable
+from iresnet_inverse.data.observations import paired_split
+from iresnet_inverse.jobs import Job
+from iresnet_inverse.models import load_trained_cell
+from iresnet_inverse.probes.clustering import select_k, spectral_clusters
+from iresnet_inverse.probes.directional import (
     lifted_core,
     lifted_directional_norms,
     load_mask,
     max_regularization_direction,
     subject_mask,
 )
-from iresnet_inverse.analysis.edges import (
+from iresnet_inverse.probes.edges import (
     canny_edges,
     cluster_edge_stats,
     manual_cluster_means,
 )
-from iresnet_inverse.analysis.saliency import saliency_kernels, sample_pixels
-from iresnet_inverse.artifacts import read_dataset, variable
-from iresnet_inverse.data.observations import paired_split
-from iresnet_inverse.jobs import Job
-from iresnet_inverse.models import load_trained_cell
+from iresnet_inverse.probes.saliency import saliency_kernels, sample_pixels
 from iresnet_inverse.runtime import setup
 
 ImageMap = Callable[[torch.Tensor], torch.Tensor]

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from iresnet_inverse.analysis.metrics import psnr
 from iresnet_inverse.artifacts import read_dataset
-from iresnet_inverse.plots.common import panels, save_figure
+from iresnet_inverse.metrics import psnr
+from iresnet_inverse.stages.figures.common import panels, save_figure
 
 
 def plot_operators(

@@ -11,15 +11,15 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator
 
 from iresnet_inverse.archs import label
 from iresnet_inverse.artifacts import read_dataset
-from iresnet_inverse.plots.common import (
+from iresnet_inverse.stages.figures.common import (
     figure_legend,
     lipschitz_color,
     method_color,
     panels,
     save_figure,
 )
-from iresnet_inverse.scaling import scaling_table
-from iresnet_inverse.tables import PLATEAU_DB, last_fifth_gain
+from iresnet_inverse.stages.scaling import scaling_table
+from iresnet_inverse.stages.tables import PLATEAU_DB, last_fifth_gain
 
 OBJECTIVE_STYLES = {"reconstruction": "-", "approximation": "--", "logdet": ":", "divergence": "-."}
 

@@ -41,6 +41,7 @@ from skimage.filters import gaussian, threshold_otsu
 from torch.func import jvp, vjp, vmap
 
 from iresnet_inverse.nets.iresnet import IResNet
+from iresnet_inverse.nets.model import Model
 
 ImageMap = Callable[[torch.Tensor], torch.Tensor]
 
@@ -186,9 +187,7 @@ def directional_norms(G: ImageMap, x0: torch.Tensor, directions: torch.Tensor) -
 
 def lifted_core(net: torch.nn.Module) -> tuple[ImageMap, int] | None:
     """(x -> Phi(c x), M) for an iResNet (M = 1 when it does not lift), else None."""
-    if not isinstance(net, IResNet):
-        return None
-    return (lambda x: net.core_forward(net.lift(x))), max(int(net.lift_channels), 1)
+    return net.lifted_core() if isinstance(net, Model) else None
 
 
 @torch.no_grad()

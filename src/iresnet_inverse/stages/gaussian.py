@@ -25,11 +25,12 @@ import pandas as pd
 import xarray as xr
 
 from iresnet_inverse import linear_gaussian as lg
-from iresnet_inverse.analysis.metrics import mse
 from iresnet_inverse.artifacts import combine_datasets, read_dataset, variable, with_cell
 from iresnet_inverse.cells import ImageCell
 from iresnet_inverse.data.gaussian_field import prior_moments
 from iresnet_inverse.data.observations import paired_split
+from iresnet_inverse.errors import InputDataError
+from iresnet_inverse.metrics import mse
 from iresnet_inverse.operators import get_operator
 
 LINEAR_OPERATORS = ("blur",)
@@ -157,7 +158,7 @@ def reference_dataset(
     and per noise factor, as one cube (``reference_for``)."""
     data = config["data"]
     if data["source"] != "gaussian":
-        raise ValueError(
+        raise InputDataError(
             f"data.source is {data['source']!r}: the Gaussian reference needs gaussian"
         )
     mean, cov = prior_moments(data)
@@ -169,7 +170,7 @@ def reference_dataset(
         x, clean, z = paired_split(images, obs, "test")
         gap = np.abs(x.reshape(len(x), -1).astype(np.float64) @ A.T - clean.reshape(len(x), -1))
         if gap.max() > DATA_TOLERANCE:
-            raise ValueError(
+            raise InputDataError(
                 f"{operator} at {delta:g}: the stored F(x) differs from the dense operator by "
                 f"{gap.max():.3g} (observations made with other operator parameters?)"
             )
@@ -183,7 +184,7 @@ def _cell_settings(study: xr.Dataset) -> list[tuple[ImageCell, float]]:
     dataset keeps as provenance (``cell_configs_json``)."""
     configs = json.loads(study.attrs.get("cell_configs_json", "{}"))
     if not configs:
-        raise ValueError("the reconstruction dataset keeps no cell configs (cell_configs_json)")
+        raise InputDataError("the reconstruction dataset keeps no cell configs (cell_configs_json)")
     return [
         (ImageCell.of(job["cell"]), float(job["settings"]["noise_factor"]))
         for job in configs.values()
@@ -209,7 +210,7 @@ def check_table(
         target = ref[name]
         if "noise_factor" in target.dims:
             if factor not in target["noise_factor"].values:
-                raise ValueError(f"{cell.dir}: the reference has no noise factor {factor:g}")
+                raise InputDataError(f"{cell.dir}: the reference has no noise factor {factor:g}")
             target = target.sel(noise_factor=factor)
         test_mse = float(measured["mse"].mean("image"))
         reference_mse = float(target.mean("image"))
@@ -237,6 +238,6 @@ def _same_test_data(data_psnr: np.ndarray, data_mse: np.ndarray, cell: ImageCell
     if len(data_psnr) != len(data_mse) or not np.allclose(
         data_psnr, -10 * np.log10(data_mse), atol=PSNR_TOLERANCE
     ):
-        raise ValueError(
+        raise InputDataError(
             f"{cell.dir}: its test data are not the reference's (rerun gaussian_reference)"
         )

@@ -22,7 +22,7 @@ from iresnet_inverse.jobs import Job
 from iresnet_inverse.nets.iresnet import IResNet, build_iresnet
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
-from iresnet_inverse.train import (
+from iresnet_inverse.training import (
     Run,
     Task,
     TrainSettings,

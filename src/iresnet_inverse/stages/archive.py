@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import yaml
 
 from iresnet_inverse.artifacts import atomic_write, git_commit
+from iresnet_inverse.errors import ArchiveError
 from iresnet_inverse.interrupted import RESUME_FILE  # an unfinished cell's checkpoint
 
 MANIFEST = "manifest.json"
@@ -27,10 +28,6 @@ MANIFEST_DIGEST = "manifest.sha256"
 MAX_MANIFEST = 2**24  # bytes
 # Members that describe the archive, not results: restore leaves them in the archive.
 ABOUT_ARCHIVE = frozenset({MANIFEST, MANIFEST_DIGEST, "config.yaml", "packages.lock"})
-
-
-class ArchiveError(ValueError):
-    """An archive does not match its manifest."""
 
 
 def _sha256(data: bytes) -> str:

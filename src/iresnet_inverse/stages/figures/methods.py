@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from iresnet_inverse.analysis.metrics import psnr, ssim
 from iresnet_inverse.archs import label
 from iresnet_inverse.artifacts import read_dataset
-from iresnet_inverse.plots.common import (
+from iresnet_inverse.errors import InputDataError
+from iresnet_inverse.metrics import psnr, ssim
+from iresnet_inverse.stages.figures.common import (
     figure_legend,
     frame,
     key,
@@ -58,7 +59,7 @@ def iresnet_archs(ds: xr.Dataset) -> list[str]:
 def main_iresnet(ds: xr.Dataset) -> str:
     archs = iresnet_archs(ds)
     if not archs:
-        raise ValueError("the reconstruction dataset holds no iResNet cell")
+        raise InputDataError("the reconstruction dataset holds no iResNet cell")
     return "iresnet" if "iresnet" in archs else archs[0]
 
 

@@ -1,4 +1,5 @@
-"""Reconstruction by inverting trained iResNets; evaluation of one cell on the test split."""
+"""The ``evaluate`` rule: a trained cell on the test split (PSNR, SSIM, forward fit, solver
+statistics), and the budget curve of its snapshots (``evaluate_snapshots``)."""
 
 from collections.abc import Mapping
 from pathlib import Path
@@ -9,46 +10,15 @@ import torch
 import xarray as xr
 
 from iresnet_inverse import objectives
-from iresnet_inverse.analysis.metrics import mse, psnr, ssim
 from iresnet_inverse.artifacts import read_dataset, variable
 from iresnet_inverse.data.observations import paired_split
+from iresnet_inverse.errors import ConfigError
 from iresnet_inverse.jobs import Job
-from iresnet_inverse.models import load_trained_cell, snapshot_file
+from iresnet_inverse.metrics import mse, psnr, ssim
+from iresnet_inverse.models import load_trained_cell, reconstruct, snapshot_file
 from iresnet_inverse.nets.iresnet import InverseResult, IResNet
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.runtime import setup
-
-
-def reconstruct(
-    net: torch.nn.Module,
-    objective: str,
-    operator: torch.nn.Module,
-    z: torch.Tensor,
-    solver: SolverConfig,
-    batch_size: int = 64,
-) -> tuple[torch.Tensor, InverseResult | None]:
-    """phi^-1 of the objective's reconstruction input (z, or F*z for divergence), in batches,
-    without gradients. Returns the reconstructions and the concatenated solver statistics.
-    A baseline (any net that is not an iResNet) maps z to x directly; its statistics are None."""
-    if not isinstance(net, IResNet):
-        with torch.no_grad():
-            return torch.cat([net(chunk) for chunk in torch.split(z, batch_size)]), None
-    outs, results = [], []
-    for chunk in torch.split(z, batch_size):
-        with torch.no_grad():
-            inp = objectives.reconstruction_input(objective, operator, chunk)
-            result = net.inverse(inp, solver)
-        outs.append(result.x)
-        results.append(result)
-    merged = InverseResult(
-        torch.cat(outs),
-        torch.cat([r.iterations for r in results]),
-        torch.cat([r.residual for r in results]),
-        torch.cat([r.converged for r in results]),
-        [],
-    )
-    return merged.x, merged
-
 
 # What phi(x) is compared with in forward_mse/forward_ssim: its training target without noise.
 FORWARD_TARGETS = {
@@ -158,7 +128,7 @@ def evaluate_cell(
     named_z = _tensor(obs["named_data"].values, device)
     named_hat = _numpy(reconstruct(net, objective, operator, named_z, solver, batch_size)[0])
     named = images["named"].values.astype(np.float32)
-    if isinstance(net, IResNet):
+    if net.learns_forward_map:
         learned = _operator_metrics(net, objective, operator, x, clean, solver, batch_size)
         with torch.no_grad():
             named_forward = _numpy(net(_tensor(named, device)))
@@ -246,7 +216,7 @@ def evaluate_snapshots(
     patches), with the noisy data's beside them."""
     epochs = sorted(job.settings["snapshots"])
     if not epochs:
-        raise ValueError(f"{job.cell.dir}: train.snapshots is empty: no budget curve to evaluate")
+        raise ConfigError(f"{job.cell.dir}: train.snapshots is empty: no budget curve to evaluate")
     patches = len(paired_split(read_dataset(images_path), None, "train")[0])
     rows = []
     for epoch in epochs:

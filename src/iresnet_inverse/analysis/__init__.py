@@ -1,1 +1,0 @@
-"""Analyses of trained networks: metrics, directional derivatives, saliency, clustering, edges."""

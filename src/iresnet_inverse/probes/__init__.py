@@ -1,0 +1,1 @@
+"""What a trained network learned: directional derivatives, Jacobian saliency, clustering, edges."""
