@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from iresnet_inverse import training
 from iresnet_inverse.artifacts import ArtifactError
 from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
-from iresnet_inverse.stages import train
 from iresnet_inverse.stages.archive import (
     RESUME_FILE,
     ArchiveError,
@@ -279,7 +279,7 @@ def _study(tmp_path: Path) -> Path:
 def test_results_files_leave_out_archives_temporaries_and_unasked_checkpoints(
     tmp_path: Path,
 ) -> None:
-    assert RESUME_FILE == train.RESUME_FILE  # the name training writes
+    assert RESUME_FILE == training.RESUME_FILE  # the name training writes
     results = _study(tmp_path)
     assert set(results_files(results)) == {"data/images.nc", "train/cell/model.pt"}
     assert set(results_files(results, checkpoints=True)) == {

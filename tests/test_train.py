@@ -603,7 +603,8 @@ def test_a_checkpoint_written_on_one_device_resumes_on_another(
     the generator state on the GPU): the generator state stays a CPU ByteTensor, Adam's moments
     go to the parameters' device and its step stays on the CPU, and the resumed run ends with
     the uninterrupted run's weights."""
-    from iresnet_inverse import checkpoints, train
+    from iresnet_inverse import checkpoints
+    from iresnet_inverse import training as train
 
     cfg = _config(epochs=2)
     settings = TrainSettings.of(config.train_settings(cfg, ImageCell.of(CELL)))
@@ -772,7 +773,7 @@ def test_a_training_step_reads_the_device_once_for_its_record(
     augmentation reads none (it read 16 per step, the record 4)."""
     import traceback
 
-    from iresnet_inverse.stages import train
+    from iresnet_inverse import training as train
 
     cfg = _config(epochs=1)
     settings = TrainSettings.of(config.train_settings(cfg, ImageCell.of(CELL)))

@@ -284,3 +284,36 @@ def archived_files():
     """Everything `all` makes (data, every cell's model and history, datasets, figures): an
     archive that `iresnet-inverse restore` lays back into a results/ Snakemake finds done."""
     return all_targets()
+
+
+# Figures (figures.smk): what each group of the figure registry is drawn from, and where the
+# report files it. Evaluated when a figure job is planned, after every rule exists.
+FIGURE_PATTERN = "|".join(
+    [*(name for names in FIGURE_GROUPS.values() for name in names), f"{EXAMPLES_PREFIX}\\w+"]
+)
+FIGURE_CATEGORIES = {
+    "operators": "Data",
+    "analysis": "What the networks learned",
+    "toy": "Bayesian toy study",
+}
+
+
+def figure_inputs(wildcards):
+    group = figure_group(wildcards.figure)
+    if group == "operators":
+        return [rules.data.output[0], *observation_files()]
+    if group == "analysis":
+        return expand(rules.combine_probe.output[0], probe=PROBES)
+    if group == "scaling":
+        return [*rules.combine_scaling.output, *rules.combine_reconstruction.output]
+    combined = {
+        "reconstruction": rules.combine_reconstruction,
+        "training": rules.combine_training,
+        "search": rules.combine_search,
+        "toy": rules.combine_toy2d,
+    }
+    return combined[group].output
+
+
+def figure_category(wildcards):
+    return FIGURE_CATEGORIES.get(figure_group(wildcards.figure), "Reconstruction study")

@@ -1,35 +1,6 @@
 # Figures: one rule for all of them, driven by the figure registry (iresnet_inverse.registry).
 # They read NetCDF only, so restyling never recomputes anything upstream.
 
-# What each group of figures is drawn from, and where the report files it.
-FIGURE_INPUTS = {
-    "operators": [rules.data.output[0], *observation_files()],
-    "reconstruction": rules.combine_reconstruction.output,
-    "analysis": expand(rules.combine_probe.output[0], probe=PROBES),
-    "training": rules.combine_training.output,
-    "scaling": [*rules.combine_scaling.output, *rules.combine_reconstruction.output],
-    "search": rules.combine_search.output,
-    "toy": rules.combine_toy2d.output,
-}
-FIGURE_CATEGORIES = {
-    "operators": "Data",
-    "analysis": "What the networks learned",
-    "toy": "Bayesian toy study",
-}
-
-
-FIGURE_PATTERN = "|".join(
-    [*(name for names in FIGURE_GROUPS.values() for name in names), f"{EXAMPLES_PREFIX}\\w+"]
-)
-
-
-def figure_inputs(wildcards):
-    return FIGURE_INPUTS[figure_group(wildcards.figure)]
-
-
-def figure_category(wildcards):
-    return FIGURE_CATEGORIES.get(figure_group(wildcards.figure), "Reconstruction study")
-
 
 rule figure:
     input:
