@@ -54,7 +54,9 @@ study-restore: $(STAMP)
 studies:
 	@echo $(STUDIES)
 
+# Lint, then the docs (mkdocs --strict: a broken link, anchor or nav entry fails), then the tests.
 test: lint
+	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest -q
 
 # The cluster path on a real single-node SLURM (root; installs Debian's slurm and munge when
