@@ -36,8 +36,9 @@ study: $(STAMP)
 	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) \
 		--snakefile Snakefile --directory studies/$(STUDY) --configfile config/$(STUDY).yaml
 
-# A study in parts (README, "Studies that span machines"): its one archive, results and resume
-# checkpoints, replaced each time; laid back into studies/<name>/results/ on the next machine.
+# A study in parts (docs/archive.md, "Studies that span machines"): its one archive, results and
+# resume checkpoints, replaced each time; laid back into studies/<name>/results/ on the next
+# machine.
 ARCHIVE = studies/$(STUDY)/$(STUDY).tar.gz
 study-archive: $(STAMP)
 	$(CHECK_STUDY)
@@ -53,7 +54,9 @@ study-restore: $(STAMP)
 studies:
 	@echo $(STUDIES)
 
+# Lint, then the docs (mkdocs --strict: a broken link, anchor or nav entry fails), then the tests.
 test: lint
+	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest -q
 
 # The cluster path on a real single-node SLURM (root; installs Debian's slurm and munge when

@@ -236,8 +236,9 @@ def _rotating_net(lipschitz: float, size: int) -> tuple[torch.nn.Module, float]:
 
 
 def test_phi_on_x_has_no_lower_bound():
-    """The counterexample behind the README: a lifted net that meets every block bound (so
-    Phi's guarantee holds) while ||D phi(x) h|| = 0 < 1 - L for every h (phi is the zero map)."""
+    """The counterexample behind docs/methods.md, "What the networks learned": a lifted net that
+    meets every block bound (so Phi's guarantee holds) while ||D phi(x) h|| = 0 < 1 - L for every h
+    (phi is the zero map)."""
     lipschitz, size = 0.99, 8
     net, gain = _rotating_net(lipschitz, size)
     assert max(net.lipschitz_certificate()) <= net.blocks[0].lipschitz + 1e-9

@@ -37,7 +37,8 @@ def test_describe_prints_table1_parameter_counts() -> None:
     assert rows["iresnet_small"] == ["640,140", "640,140"]
     assert rows["convresnet"] == ["4,263,873", "4,263,873"]
     assert rows["diffnet"] == ["101,310", "101,310"]
-    # Ronneberger's U-Net at Table 1's sizes; the paper's has 390,096 more (README, Baselines)
+    # Ronneberger's U-Net at Table 1's sizes; the paper's has 390,096 more (docs/methods.md,
+    # "Baselines")
     assert rows["unet"] == ["5,078,609", "5,468,705"]
     assert rows["tv"] == ["0"]
 

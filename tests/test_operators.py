@@ -167,8 +167,8 @@ def test_diffusion_equals_independent_perona_malik_in_the_nonlinear_regime() -> 
     Reproduced discretization (read from diffusion.py): the conductivity of the link between
     neighbours p, q is g(|u_q - u_p|), the plain difference across that link (unit spacing),
     the flux is g(|d|) d, and a pixel's rate is the sum of its four incoming fluxes; links
-    across the border carry nothing. This is Perona & Malik's (1990) scheme, the one the README
-    and the module docstring describe.
+    across the border carry nothing. This is Perona & Malik's (1990) scheme, the one described in
+    docs/methods.md, "Forward operators", and in the module docstring.
     """
     x = _edge_image()
     d = np.concatenate([np.diff(x, axis=0).ravel(), np.diff(x, axis=1).ravel()])

@@ -317,7 +317,7 @@ def test_reconstruct_refuses_what_it_cannot_handle_before_working(
 
 
 def test_reconstruct_writes_png_only(iresnet_model, tmp_path, capsys) -> None:
-    """The README promises an 8-bit PNG: another suffix is refused before any work."""
+    """docs/tools.md promises an 8-bit PNG: another suffix is refused before any work."""
     image = _png(_shapes(), tmp_path / "x.png")
     argv = ["reconstruct", "--model", str(iresnet_model), "--image", str(image)]
     assert main([*argv, "--out", str(tmp_path / "r.jpg")]) == 1

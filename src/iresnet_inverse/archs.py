@@ -21,7 +21,7 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     # Piecewise linear (soft-shrinkage): under Lip(f_i) <= L_i a smooth activation also bounds how
     # fast the Jacobian of f_i can change (|f''| <= ||W_2|| ||W_1||^2 max|act''|), too slowly for
     # the sharp bend of the posterior mean between two modes; kinks have no such bound. For
-    # reconstruction training (README, Bayesian toy study).
+    # reconstruction training (docs/methods.md, "Bayesian toy study").
     "toy_piecewise": {
         "kind": "dense",
         "blocks": 6,
@@ -33,8 +33,8 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
 }
 
 # Table 1 for unet, convresnet and diffnet (parameter counts: `iresnet-inverse describe`; the U-Net
-# has 5,078,609 against Table 1's 5,468,705, see README); the *_demo variants are ours, sized for
-# the CPU demo.
+# has 5,078,609 against Table 1's 5,468,705: docs/methods.md, "Baselines"); the *_demo variants
+# are ours, sized for the CPU demo.
 # ``tv`` is not a network: its only "training" is the search for alpha.
 BASELINES: dict[str, dict[str, Any]] = {
     "unet": {"kind": "unet", "scales": 5, "width": 16, "kernel_size": 5},

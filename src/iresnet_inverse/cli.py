@@ -289,7 +289,7 @@ def cmd_describe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.nets.iresnet import count_parameters
 
     # Trainable parameters in Table 1 of Arndt & Nickel (2024), shown beside ours for the
-    # built-in specs (README, Baselines: why our U-Net has fewer).
+    # built-in specs (docs/methods.md, "Baselines": why our U-Net has fewer).
     table1 = {
         "iresnet": 4_263_700,
         "iresnet_small": 640_140,

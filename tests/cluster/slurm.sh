@@ -3,7 +3,7 @@
 # cons_tres, no accounting, a `debug` partition, one GPU declared without a device), the `ci`
 # config through workflow/profiles/slurm, interrupted once and resumed, then one training job with
 # device cuda submitted to the GPU. `make test-cluster`; needs root (it installs the packages when
-# missing) and leaves no daemon behind. Its output ends with the figures the README quotes.
+# missing) and leaves no daemon behind. Its output ends with the figures docs/cluster.md quotes.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -143,8 +143,8 @@ GPU=$WORK/gpu
 mkdir -p "$GPU/results"
 cp -r "$RUN/results/data" "$GPU/results/"
 CELL=operator~blur/noise_level~0.05/lipschitz~0.9/objective~reconstruction/arch~iresnet_ci/seed~0
-# The README's recipe: the partition on the command line, every other default kept (last: the
-# option takes every word after it, a target too).
+# The recipe of docs/cluster.md: the partition on the command line, every other default kept
+# (last: the option takes every word after it, a target too).
 if snake "$GPU" "$WORK/gpu.yaml" --retries 0 "results/train/$CELL/model.pt" \
     --default-resources slurm_partition=debug >"$WORK/gpu.log" 2>&1; then
     fail "a cuda job ran on a node without CUDA"
