@@ -9,8 +9,8 @@ from skimage import data as skdata
 
 from iresnet_inverse import config
 from iresnet_inverse.data import dead_leaves, sources
-from iresnet_inverse.data.observations import image_dataset, observation_dataset
 from iresnet_inverse.data.patches import sample_patches, split_by_image, split_of
+from iresnet_inverse.stages.data import image_dataset, observation_dataset
 
 SMALL = {
     "source": "builtin",

@@ -22,10 +22,10 @@ from iresnet_inverse.data.gaussian_field import (
     prior_moments,
     sample_fields,
 )
-from iresnet_inverse.data.observations import image_dataset, observation_dataset
 from iresnet_inverse.data.patches import split_of
 from iresnet_inverse.data.priors import GaussianMixture
 from iresnet_inverse.operators import get_operator
+from iresnet_inverse.stages.data import image_dataset, observation_dataset
 from iresnet_inverse.stages.gaussian import check_table, dense_operator, reference_dataset
 from tests.conftest import ROOT, run_snakemake
 

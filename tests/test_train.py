@@ -17,12 +17,12 @@ from iresnet_inverse import config
 from iresnet_inverse.artifacts import ArtifactError, read_dataset, write_dataset
 from iresnet_inverse.cells import ImageCell
 from iresnet_inverse.checkpoints import load_checkpoint
-from iresnet_inverse.data.observations import image_dataset, observation_dataset
 from iresnet_inverse.history import history_dataset, plateau_reached
 from iresnet_inverse.jobs import Job, image_job
 from iresnet_inverse.metrics import psnr, ssim
 from iresnet_inverse.nets.iresnet import build_iresnet
 from iresnet_inverse.operators import get_operator
+from iresnet_inverse.stages.data import image_dataset, observation_dataset
 from iresnet_inverse.stages.evaluate import evaluate_model_file
 from iresnet_inverse.stages.train import check_not_diverged
 from iresnet_inverse.training import Run, Task, TrainingError, TrainSettings, dihedral, fit

@@ -1,8 +1,8 @@
 """The names of each concept, in one place: objectives, probes, figures, operators, priors and
 architecture kinds. The Snakefile reads them at parse time and the schema's enums must agree
 (``tests/test_config.py``), so this module imports neither torch nor matplotlib. The functions
-behind the names live with their concept (``objectives.py``, ``analysis/probes.py``,
-``plots/``); their tables are checked against these names."""
+behind the names live with their concept (``objectives.py``, ``stages/probe.py``,
+``stages/figures/``); their tables are checked against these names."""
 
 from collections.abc import Iterable, Mapping
 from typing import Any
