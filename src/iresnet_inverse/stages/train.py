@@ -43,7 +43,8 @@ from iresnet_inverse.training import (
     fit,
     training_code_version,
 )
-from iresnet_inverse.tv import TotalVariation, search_alpha
+from iresnet_inverse.tv.model import TotalVariation
+from iresnet_inverse.tv.search import search_alpha
 
 
 def run_fingerprint(job: Job, warm_start: str | Path | None = None) -> str:
