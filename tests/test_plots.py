@@ -208,7 +208,7 @@ def test_figure_jobs_import_neither_torch_nor_scipy_stats():
         "import sys\n"
         "import iresnet_inverse.cli as cli\n"
         "import iresnet_inverse.stages.figures\n"
-        "args = cli._parser().parse_args(['figure', 'operators', 'a.nc', '--out-stem', 's'])\n"
+        "args = cli.parser().parse_args(['figure', 'operators', 'a.nc', '--out-stem', 's'])\n"
         "assert args.threads is None, args.threads\n"
         "heavy = {'torch', 'scipy.stats'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"

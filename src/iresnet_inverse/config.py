@@ -87,6 +87,35 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
     if not config["grid"] and not config["toy2d"]["grid"]:
         raise ConfigError("config field grid: empty, and so is toy2d.grid: nothing to run")
     data = config["data"]
+    _check_data(data)
+    _check_blur_kernel(config["operators"]["blur"]["kernel_size"], data)
+    _check_grid(config)
+    search_cells(config)  # a searched arch without a cell at the searched operator and delta
+    low, high = config["search"]["learning_rate"]
+    if not low < high:
+        raise ConfigError(f"config field search.learning_rate: [{low:g}, {high:g}] is not low-high")
+    if analysis_cells(config):
+        _check_analysis(config["analysis"], data)
+    if config["figures"]["cmap"] != "gray":  # matplotlib only when a colormap is asked for
+        from matplotlib import colormaps
+
+        if config["figures"]["cmap"] not in colormaps:
+            raise ConfigError(
+                f"config field figures.cmap: {config['figures']['cmap']!r} is not a matplotlib "
+                "colormap"
+            )
+    for toy in toy_cells(config):
+        _check_gpu_path(toy_train_settings(config, toy), toy, config["device"])
+    for index, block in enumerate(config["toy2d"]["grid"]):
+        name = _toy_block_arch(config, block)
+        if architecture(config, name)["kind"] != "dense":
+            field = f"toy2d.grid[{index}].arch" if "arch" in block else "toy2d.arch"
+            raise ConfigError(f"config field {field}: {name!r} is not a dense architecture")
+    return config
+
+
+def _check_data(data: Mapping[str, Any]) -> None:
+    """The data source exists and its images are no smaller than the patches asked for."""
     reads_files = data["source"] in ("stl10", "folder")
     if reads_files and not (data.get("path") and Path(data["path"]).exists()):
         raise ConfigError(f"config field data.path: {data.get('path')!r} does not exist")
@@ -111,7 +140,10 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
                 f"{data['source']} image at downscale {data['downscale']:g} "
                 f"({side // data['downscale']:g} pixels)"
             )
-    kernel = config["operators"]["blur"]["kernel_size"]
+
+
+def _check_blur_kernel(kernel: int, data: Mapping[str, Any]) -> None:
+    """An odd blur kernel whose half is below the image side (reflect padding)."""
     if kernel % 2 == 0:
         raise ConfigError(f"config field operators.blur.kernel_size: {kernel} is even (odd only)")
     for field in ("patch_size", "named_size"):
@@ -120,6 +152,10 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
                 f"config field operators.blur.kernel_size: {kernel} is too large for "
                 f"data.{field} {data[field]} (its half must be below the image side)"
             )
+
+
+def _check_grid(config: dict[str, Any]) -> None:
+    """The image cells' archs, objectives, training settings and warm starts."""
     grid_cells = cells(config)
     for arch in {c.arch for c in grid_cells}:
         spec = architecture(config, arch)
@@ -145,28 +181,6 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
                     f"config field train.warm_start_from: {cell.dir} starts from {sibling.dir}, "
                     "which is not in the grid"
                 )
-    search_cells(config)  # a searched arch without a cell at the searched operator and delta
-    low, high = config["search"]["learning_rate"]
-    if not low < high:
-        raise ConfigError(f"config field search.learning_rate: [{low:g}, {high:g}] is not low-high")
-    if analysis_cells(config):
-        _check_analysis(config["analysis"], data)
-    if config["figures"]["cmap"] != "gray":  # matplotlib only when a colormap is asked for
-        from matplotlib import colormaps
-
-        if config["figures"]["cmap"] not in colormaps:
-            raise ConfigError(
-                f"config field figures.cmap: {config['figures']['cmap']!r} is not a matplotlib "
-                "colormap"
-            )
-    for toy in toy_cells(config):
-        _check_gpu_path(toy_train_settings(config, toy), toy, config["device"])
-    for index, block in enumerate(config["toy2d"]["grid"]):
-        name = _toy_block_arch(config, block)
-        if architecture(config, name)["kind"] != "dense":
-            field = f"toy2d.grid[{index}].arch" if "arch" in block else "toy2d.arch"
-            raise ConfigError(f"config field {field}: {name!r} is not a dense architecture")
-    return config
 
 
 def _check_analysis(analysis: Mapping[str, Any], data: Mapping[str, Any]) -> None:

@@ -68,42 +68,14 @@ def history_dataset(
     steps_per_epoch: int,
     batch_size: int,
 ) -> xr.Dataset:
+    """``history.nc``: the run's curves per step and per epoch, its totals, and for iResNets
+    the Lipschitz bounds per block and the Jacobian traces."""
     steps = np.arange(len(history.loss))
     ds = xr.Dataset(
         {
-            "loss": variable("step", np.array(history.loss), "training loss (batch mean)"),
-            "learning_rate": variable("step", np.array(history.learning_rate), "learning rate"),
-            "inverse_evaluations": variable(
-                "step",
-                np.array(history.inverse_evaluations),
-                "residual evaluations per block and sample in the inverse",
-            ),
-            "inverse_residual": variable(
-                "step",
-                np.array(history.inverse_residual),
-                "largest final relative residual of the inverse",
-            ),
-            "val_psnr": variable("epoch", np.array(history.val_psnr), "validation PSNR", "dB"),
-            "epoch_seconds": variable(
-                "epoch", np.array(history.epoch_seconds), "wall time per epoch", "s"
-            ),
-            "wall_time": variable(
-                (), float(np.sum(history.epoch_seconds)), "training wall time", "s"
-            ),
-            "parameters": variable((), count_parameters(net), "trainable parameters"),
-            "epochs": variable((), len(history.val_psnr), "training epochs"),
-            "best_epoch": variable(
-                (), history.best_epoch, "epoch whose weights were kept (0: the last)"
-            ),
-            "plateau_epoch": variable(
-                (), history.plateau_epoch, "epoch after which the plateau rule decayed (0: none)"
-            ),
-            "converged": variable(
-                (),
-                np.int8(run_stopped(history, None)),
-                f"plateau rule met: no {RULE_GAIN_DB} dB gain in the window, then the decay",
-            ),
-            "batch_size": variable((), batch_size, "batch size"),
+            **_per_step(history),
+            **_per_epoch(history),
+            **_totals(history, net, batch_size),
         },
         coords={
             "step": steps,
@@ -133,3 +105,52 @@ def history_dataset(
         )
         ds = ds.assign_coords(subspace=["diagonal", "off_diagonal"])
     return ds
+
+
+def _per_step(history: History) -> dict[str, tuple]:
+    """The curves recorded at every optimizer step."""
+    return {
+        "loss": variable("step", np.array(history.loss), "training loss (batch mean)"),
+        "learning_rate": variable("step", np.array(history.learning_rate), "learning rate"),
+        "inverse_evaluations": variable(
+            "step",
+            np.array(history.inverse_evaluations),
+            "residual evaluations per block and sample in the inverse",
+        ),
+        "inverse_residual": variable(
+            "step",
+            np.array(history.inverse_residual),
+            "largest final relative residual of the inverse",
+        ),
+    }
+
+
+def _per_epoch(history: History) -> dict[str, tuple]:
+    """The curves recorded at the end of every epoch."""
+    return {
+        "val_psnr": variable("epoch", np.array(history.val_psnr), "validation PSNR", "dB"),
+        "epoch_seconds": variable(
+            "epoch", np.array(history.epoch_seconds), "wall time per epoch", "s"
+        ),
+    }
+
+
+def _totals(history: History, net: torch.nn.Module, batch_size: int) -> dict[str, tuple]:
+    """One number each: wall time, size, epochs, the kept and plateau epochs, convergence."""
+    return {
+        "wall_time": variable((), float(np.sum(history.epoch_seconds)), "training wall time", "s"),
+        "parameters": variable((), count_parameters(net), "trainable parameters"),
+        "epochs": variable((), len(history.val_psnr), "training epochs"),
+        "best_epoch": variable(
+            (), history.best_epoch, "epoch whose weights were kept (0: the last)"
+        ),
+        "plateau_epoch": variable(
+            (), history.plateau_epoch, "epoch after which the plateau rule decayed (0: none)"
+        ),
+        "converged": variable(
+            (),
+            np.int8(run_stopped(history, None)),
+            f"plateau rule met: no {RULE_GAIN_DB} dB gain in the window, then the decay",
+        ),
+        "batch_size": variable((), batch_size, "batch size"),
+    }

@@ -23,7 +23,7 @@ from iresnet_inverse.nets.baselines import build_baseline
 from iresnet_inverse.nets.iresnet import InverseResult, build_iresnet
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
-from iresnet_inverse.tv import TotalVariation
+from iresnet_inverse.tv.model import TotalVariation
 
 MODEL_FILE = "model.pt"
 

@@ -11,7 +11,7 @@ import torch
 from iresnet_inverse.errors import ConfigError
 from iresnet_inverse.operators.blur import GaussianBlur
 from iresnet_inverse.operators.diffusion import PeronaMalik
-from iresnet_inverse.operators.linear import MatrixOperator, linear2d, linear3d
+from iresnet_inverse.operators.linear import MatrixOperator, is_linear, linear2d, linear3d
 
 OPERATORS: dict[str, Callable[..., torch.nn.Module]] = {
     "blur": GaussianBlur,
@@ -29,11 +29,6 @@ def get_operator(name: str, **params: object) -> torch.nn.Module:
         valid = ", ".join(sorted(OPERATORS))
         raise ConfigError(f"unknown operator {name!r}; valid operators: {valid}") from None
     return factory(**params)
-
-
-def is_linear(operator: torch.nn.Module) -> bool:
-    """True when the operator is linear and knows its adjoint."""
-    return hasattr(operator, "adjoint")
 
 
 __all__ = [

@@ -1,8 +1,14 @@
-"""Linear operators of the low-dimensional toy problems: x -> M x on (batch, dim) tensors."""
+"""Linear operators: what makes one (``is_linear``: it knows its adjoint) and those of the
+low-dimensional toy problems, x -> M x on (batch, dim) tensors."""
 
 from collections.abc import Sequence
 
 import torch
+
+
+def is_linear(operator: torch.nn.Module) -> bool:
+    """True when the operator is linear and knows its adjoint."""
+    return hasattr(operator, "adjoint")
 
 
 class MatrixOperator(torch.nn.Module):

@@ -117,8 +117,7 @@ def max_regularization_direction(
     rejected and that restart's step size halved (a safeguard: at fixed step size the ascent
     can overshoot when A has large eigenvalues of both signs). With ``tol`` the iteration
     stops early once no restart improves J by more than ``tol * max(|J|, 1)`` in a step and
-    no step was rejected. Networks should be in ``eval()`` mode. (One algorithm, kept whole
-    so that it reads top to bottom.)
+    no step was rejected. Networks should be in ``eval()`` mode.
     """
     if x0.ndim != 4 or x0.shape[:2] != (1, 1):
         raise ValueError(f"x0 must have shape (1, 1, H, W), got {tuple(x0.shape)}")
@@ -143,11 +142,7 @@ def max_regularization_direction(
     steps_run = 0
     for _ in range(steps):
         steps_run += 1
-        grad = 2.0 * (phi_adj(u) - op_adj(v))
-        if mask_t is not None:
-            grad = grad * mask_t
-        radial = (grad * h).flatten(1).sum(1)
-        grad = grad - radial.view(-1, *([1] * x0.ndim)) * h
+        grad = _tangent_gradient(phi_adj(u), op_adj(v), h, mask_t)
         trial = _project(h + eta.view(-1, *([1] * x0.ndim)) * grad, mask_t)
         u_t, v_t, objective_t = evaluate(trial)
         accept = objective_t >= objective
@@ -161,20 +156,41 @@ def max_regularization_direction(
         scale = objective.abs().clamp_min(1.0)
         if tol is not None and bool(accept.all()) and bool((gain <= tol * scale).all()):
             break
+    return _best_restart(h, u, v, objective, trace, steps_run, mask_t)
 
+
+def _tangent_gradient(
+    phi_adj_u: torch.Tensor, op_adj_v: torch.Tensor, h: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """The gradient 2 A h = 2 (D phi^T u - D F^T v) of J, zero outside the mask, less its
+    radial part (the component along h), so that a step moves along the unit sphere."""
+    grad = 2.0 * (phi_adj_u - op_adj_v)
+    if mask is not None:
+        grad = grad * mask
+    radial = (grad * h).flatten(1).sum(1)
+    return grad - radial.view(-1, *([1] * (h.ndim - 1))) * h
+
+
+def _best_restart(
+    h: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    objective: torch.Tensor,
+    trace: list[torch.Tensor],
+    steps: int,
+    mask: torch.Tensor | None,
+) -> DirectionalResult:
+    """The restart with the largest J, with its norms and trace, and every restart's J."""
     best = int(torch.argmax(objective))
-    direction = h[best].detach()
-    phi_norm = float(u[best].norm())
-    operator_norm = float(v[best].norm())
     return DirectionalResult(
-        direction=direction,
-        phi_norm=phi_norm,
-        operator_norm=operator_norm,
+        direction=h[best].detach(),
+        phi_norm=float(u[best].norm()),
+        operator_norm=float(v[best].norm()),
         objective=float(objective[best]),
         trace=torch.stack(trace)[:, best].detach().cpu().numpy(),
         restart_objectives=objective.detach().cpu().numpy(),
-        steps=steps_run,
-        mask=None if mask_t is None else mask_t[0, 0].bool(),
+        steps=steps,
+        mask=None if mask is None else mask[0, 0].bool(),
     )
 
 

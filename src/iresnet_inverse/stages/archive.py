@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import yaml
 
 from iresnet_inverse.artifacts import atomic_write, git_commit
-from iresnet_inverse.errors import ArchiveError
+from iresnet_inverse.errors import ArchiveError, InputDataError
 from iresnet_inverse.interrupted import RESUME_FILE  # an unfinished cell's checkpoint
 
 MANIFEST = "manifest.json"
@@ -94,6 +94,27 @@ def results_files(results: str | Path, checkpoints: bool = False) -> dict[str, P
         if skipped or not path.is_file() or (path.name == RESUME_FILE and not checkpoints):
             continue
         files[name] = path
+    return files
+
+
+def archive_files(
+    inputs: Iterable[str], results: str | None, checkpoints: bool = False
+) -> dict[str, Path]:
+    """What ``iresnet-inverse archive`` archives, by archive name: the given files (named by
+    their path below ``results/``), or every file of a results directory."""
+    inputs = list(inputs)
+    if bool(inputs) == bool(results):
+        raise InputDataError("give the files to archive or --results DIR, not both or neither")
+    if checkpoints and not results:
+        raise InputDataError("--checkpoints needs --results (checkpoints of unfinished cells)")
+    if results:
+        return results_files(results, checkpoints)
+    files = {}
+    for path in inputs:
+        p = Path(path)
+        parts = p.parts
+        name = "/".join(parts[parts.index("results") + 1 :]) if "results" in parts else p.name
+        files[name] = p
     return files
 
 

@@ -116,11 +116,9 @@ def evaluate_cell(
 ) -> xr.Dataset:
     """Per test image: reconstruction quality, inversion error, forward approximation, solver
     statistics and the data's own quality; plus reconstructions of the named images. For
-    baselines, which learn no forward operator, the iResNet-only variables are NaN. (Kept whole:
-    most of its lines are the table of variables it writes, one per line.)"""
+    baselines, which learn no forward operator, the iResNet-only variables are NaN."""
     device = next(iter(net.state_dict().values())).device
     objective = cell["objective"]
-    target = FORWARD_TARGETS["normal" if objective == "divergence" else "forward"]
     x, clean, z = paired_split(images, observations, "test")
     x_hat, stats = reconstruct(net, objective, operator, _tensor(z, device), solver, batch_size)
     x_hat = _numpy(x_hat)
@@ -136,8 +134,34 @@ def evaluate_cell(
         nan = np.full(len(x), np.nan)
         learned = dict.fromkeys(("inversion_error", "forward_mse", "forward_ssim"), nan)
         named_forward = np.full(named.shape, np.nan, dtype=np.float32)
-    solved = _solver_statistics(stats, len(x))
-    per_image = {
+    per_image = _per_image(x, z, x_hat, learned, _solver_statistics(stats, len(x)), objective)
+    ds = xr.Dataset(
+        {
+            **{name: variable(("image",), *spec) for name, spec in per_image.items()},
+            **_named_variables(named_hat, named_forward, named, obs),
+        },
+        coords={"image": np.arange(len(x)), "name": images["name"].values},
+    )
+    for name in ("forward_mse", "forward_ssim"):
+        ds[name].attrs["forward_target"] = "normal" if objective == "divergence" else "forward"
+    if certificate:
+        ds["lipschitz_certificate"] = variable(
+            ("block",), np.array(certificate), "per-block Lipschitz certificate"
+        )
+    return ds
+
+
+def _per_image(
+    x: np.ndarray,
+    z: np.ndarray,
+    x_hat: np.ndarray,
+    learned: Mapping[str, np.ndarray],
+    solved: Mapping[str, np.ndarray],
+    objective: str,
+) -> dict[str, tuple]:
+    """The table of per-image variables: name -> (values, long name[, units])."""
+    target = FORWARD_TARGETS["normal" if objective == "divergence" else "forward"]
+    return {
         "psnr": (psnr(x, x_hat), "PSNR of the reconstruction", "dB"),
         "ssim": (ssim(x, x_hat), "SSIM of the reconstruction"),
         "mse": (mse(x, x_hat), "MSE of the reconstruction"),
@@ -156,20 +180,6 @@ def evaluate_cell(
         "solver_residual": (solved["residual"], "largest final relative residual over blocks"),
         "converged": (solved["converged"], "inverse reached rtol"),
     }
-    ds = xr.Dataset(
-        {
-            **{name: variable(("image",), *spec) for name, spec in per_image.items()},
-            **_named_variables(named_hat, named_forward, named, obs),
-        },
-        coords={"image": np.arange(len(x)), "name": images["name"].values},
-    )
-    for name in ("forward_mse", "forward_ssim"):
-        ds[name].attrs["forward_target"] = "normal" if objective == "divergence" else "forward"
-    if certificate:
-        ds["lipschitz_certificate"] = variable(
-            ("block",), np.array(certificate), "per-block Lipschitz certificate"
-        )
-    return ds
 
 
 def evaluate_model_file(

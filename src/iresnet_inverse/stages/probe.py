@@ -21,6 +21,7 @@ from iresnet_inverse.jobs import Job
 from iresnet_inverse.models import load_trained_cell
 from iresnet_inverse.probes.clustering import select_k, spectral_clusters
 from iresnet_inverse.probes.directional import (
+    DirectionalResult,
     lifted_core,
     lifted_directional_norms,
     load_mask,
@@ -58,6 +59,26 @@ def subject_masks(named: np.ndarray, names: list[str], settings: Mapping[str, An
     )
 
 
+def _strongest_direction(
+    phi: ImageMap,
+    operator: ImageMap,
+    x0: torch.Tensor,
+    mask: np.ndarray | None,
+    settings: Mapping[str, Any],
+) -> DirectionalResult:
+    """``max_regularization_direction`` at x0 with the probe's settings."""
+    return max_regularization_direction(
+        phi,
+        operator,
+        x0,
+        mask=mask,
+        restarts=settings["restarts"],
+        steps=settings["steps"],
+        step_size=settings["step_size"],
+        seed=settings["seed"],
+    )
+
+
 def directional_dataset(
     phi: ImageMap,
     operator: ImageMap,
@@ -83,16 +104,8 @@ def directional_dataset(
     trace = np.full((*shape, steps + 1), np.nan)
     jobs = [(i, r) for i in range(len(names)) for r in range(len(REGIONS))]
     for i, r in tqdm(jobs, desc="directional derivatives", mininterval=5):
-        result = max_regularization_direction(
-            phi,
-            operator,
-            _image(named, i, device),
-            mask=masks[i] if REGIONS[r] == "subject" else None,
-            restarts=settings["restarts"],
-            steps=steps,
-            step_size=settings["step_size"],
-            seed=settings["seed"],
-        )
+        mask = masks[i] if REGIONS[r] == "subject" else None
+        result = _strongest_direction(phi, operator, _image(named, i, device), mask, settings)
         direction[i, r] = result.direction[0, 0].cpu().numpy()
         if lifted:
             lifted_norm[i, r] = float(

@@ -7,6 +7,7 @@ image with the cell's operator, z = F(x) + delta * noise, from a seeded torch ge
 """
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from PIL import Image
 from skimage import io
 
 from iresnet_inverse.artifacts import atomic_write, variable, write_dataset
+from iresnet_inverse.cells import ImageCell
 from iresnet_inverse.config import validate
 from iresnet_inverse.data.sources import check_finite, to_gray
 from iresnet_inverse.errors import ArtifactError, InputDataError
@@ -228,3 +230,86 @@ def write_result(result: Applied, path: str | Path, model_path: str | Path) -> P
     ds.attrs.update(result.metrics)
     title = "reconstruction of a user image (iresnet-inverse reconstruct)"
     return write_dataset(ds, path, title=title)
+
+
+def refuse_overwriting(outputs: dict[str, str | None], inputs: dict[str, str | None]) -> None:
+    """Refuse, before any work, an output path that is one of the inputs or another output
+    (the same file by any spelling or link)."""
+    seen = {Path(path).resolve(): flag for flag, path in inputs.items() if path is not None}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if key in seen:
+            raise InputDataError(
+                f"{flag} {path} is the file of {seen[key]}: it would be overwritten"
+            )
+        seen[key] = flag
+
+
+def check_outputs(out: str, nc: str | None, inputs: dict[str, str | None]) -> None:
+    """Refuse, before any work, outputs that would overwrite an input or each other, a PNG
+    named otherwise than *.png and a NetCDF file named otherwise than *.nc."""
+    refuse_overwriting({"--out": out, "--nc": nc}, inputs)
+    png_path(out)
+    if nc and (Path(nc).suffix != ".nc" or Path(nc).is_dir()):
+        raise InputDataError(f"--nc {nc}: name a NetCDF file, ending in .nc")
+
+
+def write_outputs(
+    result: Applied, out: str | Path, nc: str | Path | None, model_path: str | Path
+) -> list[Path]:
+    """The PNG and the NetCDF file, or neither: the NetCDF file (the one a full disk would
+    stop) is staged beside its place and moved there once the PNG is written."""
+    if not nc:
+        return [write_png(result.x_hat, out)]
+    nc = Path(nc)
+    staging = nc.with_name(f".{nc.name}.staged.nc")
+    try:
+        staged = write_result(result, staging, model_path)
+    except ArtifactError as err:  # name the file asked for, not the staging one
+        raise ArtifactError(str(err).replace(str(staging), str(nc))) from None
+    try:
+        png = write_png(result.x_hat, out)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    os.replace(staged, nc)
+    return [png, nc]
+
+
+def reconstruct_files(
+    model_path: str,
+    image_path: str | None,
+    data_path: str | None,
+    noise_level: float | None,
+    seed: int,
+    device: str,
+    out: str,
+    nc: str | None,
+) -> tuple[Applied, list[Path]]:
+    """The tool: check the outputs, reconstruct, write the PNG (and the NetCDF file)."""
+    check_outputs(out, nc, {"--model": model_path, "--image": image_path, "--data": data_path})
+    result = apply_model(model_path, image_path, data_path, noise_level, seed, device)
+    return result, write_outputs(result, out, nc, model_path)
+
+
+def report(result: Applied, model_path: str, data_path: str | None, seed: int) -> str:
+    """What the tool tells its user: the model, the cell, where the data came from and the
+    PSNR/SSIM of the data and of the reconstruction (when the clean image is known)."""
+    simulated = result.noise_level is not None
+    source = f"F(x) + {result.noise_level:g} * noise (seed {seed})" if simulated else data_path
+    lines = [
+        f"model           {model_path}",
+        f"cell            {ImageCell.of(result.cell).dir}",
+        f"data            {source}",
+    ]
+    if result.metrics:
+        m = result.metrics
+        lines.append(
+            f"PSNR / SSIM     data {m['data_psnr']:.2f} dB / {m['data_ssim']:.4f}   "
+            f"reconstruction {m['psnr']:.2f} dB / {m['ssim']:.4f}"
+        )
+    else:
+        lines.append("PSNR / SSIM     need the clean image (--image)")
+    return "\n".join(lines)

@@ -99,6 +99,36 @@ def _grid_dataset(net: IResNet, prior_name: str, solver: SolverConfig) -> xr.Dat
     )
 
 
+def toy_fingerprint(job: Job) -> str:
+    """What a toy cell's training reads: the cell, its settings and spec, the number of
+    training points and the code of the nets and losses."""
+    return fingerprint(
+        {
+            "cell": dict(job.cell),
+            "settings": dict(job.settings),
+            "spec": dict(job.spec),
+            "points": job.section("toy2d")["training_points"],
+            "code": training_code_version(),
+        }
+    )
+
+
+def _results(
+    x_hat: torch.Tensor, forward: torch.Tensor, target: torch.Tensor, reference: xr.Dataset
+) -> xr.Dataset:
+    """The toy cell's reconstructions and forward map at the reference points."""
+    return xr.Dataset(
+        {
+            "reconstruction": variable(("point", "component"), x_hat.numpy(), "phi^-1 of the data"),
+            "forward": variable(("point", "component"), forward.numpy(), "phi of the test points"),
+            "forward_error": variable(
+                "point", (forward - target).norm(dim=1).numpy(), "||phi(x) - target map of x||"
+            ),
+        },
+        coords={"point": reference["point"], "component": reference["component"]},
+    )
+
+
 def train_toy_cell(
     job: Job,
     reference: xr.Dataset,
@@ -129,15 +159,7 @@ def train_toy_cell(
         mse = float(((recon(model, y_test[:200]) - x_test[:200]) ** 2).sum(dim=1).mean())
         return -10 * math.log10(max(mse, 1e-300))
 
-    run_id = fingerprint(
-        {
-            "cell": dict(cell),
-            "settings": dict(settings),
-            "spec": dict(spec),
-            "points": training_points,
-            "code": training_code_version(),
-        }
-    )
+    run_id = toy_fingerprint(job)
     label = cell.dir
     train_settings = TrainSettings.of({**settings, "noise_factor": cell.noise_factor})
     task = Task(objective, operator, x_train, clean, delta, seed)
@@ -147,16 +169,7 @@ def train_toy_cell(
     with torch.no_grad():
         forward = net(x_test)
         target = objectives.reconstruction_input(objective, operator, operator(x_test))
-    ds = xr.Dataset(
-        {
-            "reconstruction": variable(("point", "component"), x_hat.numpy(), "phi^-1 of the data"),
-            "forward": variable(("point", "component"), forward.numpy(), "phi of the test points"),
-            "forward_error": variable(
-                "point", (forward - target).norm(dim=1).numpy(), "||phi(x) - target map of x||"
-            ),
-        },
-        coords={"point": reference["point"], "component": reference["component"]},
-    )
+    ds = _results(x_hat, forward, target, reference)
     if prior.dim == 2:
         ds = ds.merge(_grid_dataset(net, cell.prior, solver))
     end_run(out_dir)

@@ -5,7 +5,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,8 @@ from iresnet_inverse.training import (
     fit,
     training_code_version,
 )
-from iresnet_inverse.tv import TotalVariation, search_alpha
+from iresnet_inverse.tv.model import TotalVariation
+from iresnet_inverse.tv.search import search_alpha
 
 
 def run_fingerprint(job: Job, warm_start: str | Path | None = None) -> str:
@@ -147,6 +148,31 @@ def tune_total_variation(
     )
 
 
+@dataclass
+class CellData:
+    """What an image cell trains and validates on, on its device: the operator, the training
+    patches, the validation patches (numpy, for the PSNR) and their data."""
+
+    operator: torch.nn.Module
+    x_train: torch.Tensor
+    x_val: np.ndarray
+    z_val: torch.Tensor
+    device: torch.device
+
+
+def load_cell_data(
+    job: Job, images_path: str | Path, observations_path: str | Path, device: torch.device
+) -> CellData:
+    """The cell's operator and its training and validation split."""
+    images = read_dataset(images_path)
+    observations = read_dataset(observations_path, job.cell)
+    operator = get_operator(job.cell.operator, **job.operator_params).to(device)
+    x_train = torch.as_tensor(paired_split(images, None, "train")[0])[:, None].to(device)
+    x_val, _, z_val = paired_split(images, observations, "val")
+    z_val_t = torch.as_tensor(z_val)[:, None].to(device)
+    return CellData(operator, x_train, x_val, z_val_t, device)
+
+
 def train_image_cell(
     job: Job,
     images_path: str | Path,
@@ -161,60 +187,67 @@ def train_image_cell(
     cell, settings, spec = job.cell, job.settings, job.spec
     out_dir, label = Path(out_dir), cell.dir
     device = setup(job.device, job.deterministic)
-    images = read_dataset(images_path)
-    observations = read_dataset(observations_path, cell)
-    operator = get_operator(cell.operator, **job.operator_params).to(device)
-    x_train = torch.as_tensor(paired_split(images, None, "train")[0])[:, None].to(device)
-    x_val, _, z_val = paired_split(images, observations, "val")
-    z_val_t = torch.as_tensor(z_val)[:, None].to(device)
+    data = load_cell_data(job, images_path, observations_path, device)
     meta = ModelMeta(
         cell=dict(cell),
         lipschitz=cell.lipschitz,
         solver=settings["solver"],
         operator_params=dict(job.operator_params),
-        patch_size=int(x_train.shape[-1]),
+        patch_size=int(data.x_train.shape[-1]),
     )
     torch.manual_seed(cell.seed)
     net = build_network(spec, meta).to(device)
     record = {"config": job.as_dict(), "rule": rule, "cell": cell}
     if not net.trained_by_gradient:
-        search = tune_total_variation(net, x_val, z_val_t, spec, cell.seed, label, log)
+        search = tune_total_variation(net, data.x_val, data.z_val, spec, cell.seed, label, log)
         save_model(net, spec, meta, out_dir / MODEL_FILE)
         title = f"TV weight search of {label}"
         write_dataset(search, out_dir / HISTORY_FILE, title=title, **record)
         return
     log(
-        f"{label}: {count_parameters(net):,} parameters, {len(x_train)} training patches, "
+        f"{label}: {count_parameters(net):,} parameters, {len(data.x_train)} training patches, "
         f"device {device}, {torch.get_num_threads()} threads"
     )
     if warm_start is not None:
         start = load_trained_cell(warm_start, device, expect=cell, ignore=("objective",))
         net.load_state_dict(start.net.state_dict())
         log(f"{label}: warm start from {warm_start}")
-    solver = SolverConfig(**settings["solver"])
+    with torch.no_grad():
+        clean_train = data.operator(data.x_train)
+    task = Task(
+        cell.objective, data.operator, data.x_train, clean_train, cell.noise_level, cell.seed
+    )
+    run = _run(job, net, meta, data, out_dir, run_fingerprint(job, warm_start), log)
+    history = fit(net, task, TrainSettings.of(settings), run)
+    check_not_diverged(history.val_psnr[-1], data.x_val, label)
+    steps_per_epoch = math.ceil(len(data.x_train) / settings["batch_size"])
+    finish(net, history, spec, meta, out_dir, steps_per_epoch, settings["batch_size"], record)
+    log(f"{label}: done, final validation PSNR {history.val_psnr[-1]:.2f} dB")
+
+
+def _run(
+    job: Job,
+    net: Model,
+    meta: ModelMeta,
+    data: CellData,
+    out_dir: Path,
+    run_id: str,
+    log: Callable[[str], None],
+) -> Run:
+    """The run's callbacks: the validation PSNR, the snapshots and the trace diagnostic."""
+    solver = SolverConfig(**job.settings["solver"])
 
     def validate(model: torch.nn.Module) -> float:
-        x_hat, _ = reconstruct(model, cell.objective, operator, z_val_t, solver)
-        return float(np.mean(psnr(x_val, x_hat[:, 0].cpu().numpy())))
-
-    run_id = run_fingerprint(job, warm_start)
-    with torch.no_grad():
-        clean_train = operator(x_train)
-    task = Task(cell.objective, operator, x_train, clean_train, cell.noise_level, cell.seed)
+        x_hat, _ = reconstruct(model, job.cell.objective, data.operator, data.z_val, solver)
+        return float(np.mean(psnr(data.x_val, x_hat[:, 0].cpu().numpy())))
 
     def snapshot(model: torch.nn.Module, epoch: int) -> None:
         certificate = model.certificate()
         kept = replace(meta, certificate=certificate)
-        save_model(model, spec, kept, snapshot_file(out_dir, epoch))
+        save_model(model, job.spec, kept, snapshot_file(out_dir, epoch))
 
-    run = Run(
-        out_dir, run_id, label, validate, log, snapshot, _trace_diagnostic(net, x_val, device)
-    )
-    history = fit(net, task, TrainSettings.of(settings), run)
-    check_not_diverged(history.val_psnr[-1], x_val, label)
-    steps_per_epoch = math.ceil(len(x_train) / settings["batch_size"])
-    finish(net, history, spec, meta, out_dir, steps_per_epoch, settings["batch_size"], record)
-    log(f"{label}: done, final validation PSNR {history.val_psnr[-1]:.2f} dB")
+    diagnostic = _trace_diagnostic(net, data.x_val, data.device)
+    return Run(out_dir, run_id, job.cell.dir, validate, log, snapshot, diagnostic)
 
 
 def _trace_diagnostic(

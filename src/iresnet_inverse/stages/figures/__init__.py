@@ -1,8 +1,14 @@
 """One function per figure. Figures read NetCDF only and write ``<stem>.png`` and ``<stem>.pdf``."""
 
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from iresnet_inverse.errors import InputDataError
 from iresnet_inverse.registry import RECONSTRUCTION_FIGURES
 from iresnet_inverse.stages.figures.analysis import ANALYSIS_FIGURES
 from iresnet_inverse.stages.figures.methods import (
+    plot_examples,
     plot_forward_approximation,
     plot_inversion_error,
     plot_learned_operator,
@@ -40,11 +46,32 @@ DATASET_FIGURES = {
 PAIR_FIGURES = {**ANALYSIS_FIGURES, "budget_scaling": plot_budget_scaling}
 FIGURES = {"operators": plot_operators, **DATASET_FIGURES, **PAIR_FIGURES}
 
+
+def draw_figure(
+    name: str, inputs: Sequence[str], out_stem: str, settings: Mapping[str, Any]
+) -> list[Path]:
+    """Draw the figure ``name`` from its NetCDF ``inputs`` with the config's ``figures``
+    settings (dpi, colormap): the figure rule's one entry point."""
+    dpi = settings.get("dpi", 150)
+    if name == "operators":
+        return FIGURES["operators"](
+            inputs[0], inputs[1:], out_stem, dpi=dpi, cmap=settings.get("cmap", "gray")
+        )
+    if name in DATASET_FIGURES:
+        return DATASET_FIGURES[name](inputs[0], out_stem, dpi=dpi)
+    if name in PAIR_FIGURES:
+        return PAIR_FIGURES[name](*inputs[:2], out_stem, dpi=dpi)
+    if name.startswith("examples_"):
+        return plot_examples(inputs[0], out_stem, name.removeprefix("examples_"), dpi=dpi)
+    raise InputDataError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
+
+
 __all__ = [
     "ANALYSIS_FIGURES",
     "DATASET_FIGURES",
     "FIGURES",
     "PAIR_FIGURES",
     "RECONSTRUCTION_FIGURES",
+    "draw_figure",
     "plot_operators",
 ]

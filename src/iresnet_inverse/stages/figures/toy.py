@@ -187,59 +187,64 @@ def plot_toy_estimators(path: str | Path, stem: str | Path, dpi: int = 150) -> l
     priors = [p for p in ds["prior"].values if _present(ds["reconstruction"].sel(prior=p))]
     fig, axes = panels(1, len(priors), 4.2, 4.2)
     for j, prior in enumerate(priors):
-        ax, cell = axes[0, j], _estimator_cell(_first(ds, prior=prior, noise_factor=1.0))
-        if cell is None:
-            continue
-        if "prior_density" in cell and _present(cell["prior_density"]):
-            ax.contour(
-                cell["u"],
-                cell["v"],
-                cell["prior_density"].T,
-                levels=6,
-                colors="0.8",
-                linewidths=0.6,
-            )
-        shown = cell.isel(point=slice(0, ESTIMATOR_POINTS))
-        first, second = (dict(component=i) for i in (0, 1))
-        for var, marker in (("map", "s"), ("posterior_mean", "o")):
-            label, color, _ = REFERENCES[var]
-            ax.scatter(
-                shown[var].isel(first),
-                shown[var].isel(second),
-                s=36,
-                marker=marker,
-                facecolors="none",
-                edgecolors=color,
-                linewidths=0.9,
-                label=label,
-                zorder=3,
-            )
-        for obj, marker in (("logdet", "v"), ("divergence", "o"), ("reconstruction", "^")):
-            if obj not in shown["objective"].values:
-                continue
-            rec = shown["reconstruction"].sel(objective=obj)
-            if _present(rec):
-                ax.scatter(
-                    rec.isel(first),
-                    rec.isel(second),
-                    s=10,
-                    marker=marker,
-                    c=OBJECTIVE_COLORS[obj],
-                    label=f"φ⁻¹, {obj}",
-                    zorder=4,
-                )
-        # the mixtures span +-2; the log-cosh prior's data lie within +-0.6: zoom to the points
-        shown_values = np.abs(shown[["map", "posterior_mean"]].to_array().values)
-        lim = min(2.2, 1.3 * float(np.nanmax(shown_values)))
-        ax.set(
-            title=f"{prior}, eps {float(cell['eps']):g}, δ {float(cell['noise_level']):g}",
-            aspect="equal",
-            xlim=(-lim, lim),
-            ylim=(-lim, lim),
-        )
+        cell = _estimator_cell(_first(ds, prior=prior, noise_factor=1.0))
+        if cell is not None:
+            _estimator_panel(axes[0, j], cell, prior)
     figure_legend(fig, ncols=5)
     fig.suptitle(
         f"Exact MAP and PM of {ESTIMATOR_POINTS} test data, and the networks' reconstructions",
         fontsize=10,
     )
     return save_figure(fig, stem, dpi=dpi)
+
+
+def _estimator_panel(ax: plt.Axes, cell: xr.Dataset, prior: str) -> None:
+    """One prior's panel: the density's contours, the exact estimators of the first test
+    data and each objective's reconstructions of them."""
+    if "prior_density" in cell and _present(cell["prior_density"]):
+        ax.contour(
+            cell["u"],
+            cell["v"],
+            cell["prior_density"].T,
+            levels=6,
+            colors="0.8",
+            linewidths=0.6,
+        )
+    shown = cell.isel(point=slice(0, ESTIMATOR_POINTS))
+    first, second = (dict(component=i) for i in (0, 1))
+    for var, marker in (("map", "s"), ("posterior_mean", "o")):
+        label, color, _ = REFERENCES[var]
+        ax.scatter(
+            shown[var].isel(first),
+            shown[var].isel(second),
+            s=36,
+            marker=marker,
+            facecolors="none",
+            edgecolors=color,
+            linewidths=0.9,
+            label=label,
+            zorder=3,
+        )
+    for obj, marker in (("logdet", "v"), ("divergence", "o"), ("reconstruction", "^")):
+        if obj not in shown["objective"].values:
+            continue
+        rec = shown["reconstruction"].sel(objective=obj)
+        if _present(rec):
+            ax.scatter(
+                rec.isel(first),
+                rec.isel(second),
+                s=10,
+                marker=marker,
+                c=OBJECTIVE_COLORS[obj],
+                label=f"φ⁻¹, {obj}",
+                zorder=4,
+            )
+    # the mixtures span +-2; the log-cosh prior's data lie within +-0.6: zoom to the points
+    shown_values = np.abs(shown[["map", "posterior_mean"]].to_array().values)
+    lim = min(2.2, 1.3 * float(np.nanmax(shown_values)))
+    ax.set(
+        title=f"{prior}, eps {float(cell['eps']):g}, δ {float(cell['noise_level']):g}",
+        aspect="equal",
+        xlim=(-lim, lim),
+        ylim=(-lim, lim),
+    )
