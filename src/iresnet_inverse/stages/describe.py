@@ -9,7 +9,7 @@ from iresnet_inverse.models import ModelMeta, build_network
 from iresnet_inverse.nets.iresnet import count_parameters
 
 # Trainable parameters in Table 1 of Arndt & Nickel (2024), shown beside ours for the built-in
-# specs (README, Baselines: why our U-Net has fewer).
+# specs (docs/methods.md, "Baselines": why our U-Net has fewer).
 TABLE1 = {
     "iresnet": 4_263_700,
     "iresnet_small": 640_140,
