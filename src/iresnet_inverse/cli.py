@@ -16,7 +16,7 @@ from iresnet_inverse.jobs import Job
 
 def cmd_data(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.artifacts import write_dataset
-    from iresnet_inverse.data.observations import image_dataset
+    from iresnet_inverse.stages.data import image_dataset
 
     ds = image_dataset(cfg["data"])
     write_dataset(
@@ -30,7 +30,7 @@ def cmd_data(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 def cmd_observe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.artifacts import read_dataset, write_dataset
-    from iresnet_inverse.data.observations import observation_dataset
+    from iresnet_inverse.stages.data import observation_dataset
 
     images = read_dataset(args.images)
     ds = observation_dataset(
