@@ -115,8 +115,8 @@ def run_trained(cells: list[str], images: str, device: str, repeats: int) -> Non
     preconditioner, at rtol 1e-5, on trained cells' test data."""
     from iresnet_inverse.artifacts import read_dataset
     from iresnet_inverse.cells import Observations
+    from iresnet_inverse.data.splits import paired_split
     from iresnet_inverse.models import load_model
-    from iresnet_inverse.stages.data import paired_split
 
     print(
         "| cell | samples | method | preconditioned | inverse ms | evals/block (mean) | "

@@ -34,13 +34,14 @@ import numpy as np
 import torch
 
 from iresnet_inverse import config, objectives
+from iresnet_inverse.data.splits import paired_split
 from iresnet_inverse.metrics import psnr
 from iresnet_inverse.models import reconstruct
 from iresnet_inverse.nets.baselines import BASELINES, build_baseline
 from iresnet_inverse.nets.iresnet import ARCHITECTURES, IResNet, build_iresnet
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
-from iresnet_inverse.stages.data import image_dataset, paired_split
+from iresnet_inverse.stages.data import image_dataset
 from iresnet_inverse.training import Run, Task, TrainSettings, fit
 
 DEMO = config.load(config.REPO_ROOT / "config" / "config.yaml")

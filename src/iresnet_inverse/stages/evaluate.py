@@ -11,6 +11,7 @@ import xarray as xr
 
 from iresnet_inverse import objectives
 from iresnet_inverse.artifacts import read_dataset, variable
+from iresnet_inverse.data.splits import paired_split
 from iresnet_inverse.errors import ConfigError
 from iresnet_inverse.jobs import Job
 from iresnet_inverse.metrics import mse, psnr, ssim
@@ -18,7 +19,6 @@ from iresnet_inverse.models import load_trained_cell, reconstruct, snapshot_file
 from iresnet_inverse.nets.iresnet import InverseResult, IResNet
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.runtime import setup
-from iresnet_inverse.stages.data import paired_split
 
 # What phi(x) is compared with in forward_mse/forward_ssim: its training target without noise.
 FORWARD_TARGETS = {

@@ -28,10 +28,10 @@ from iresnet_inverse import linear_gaussian as lg
 from iresnet_inverse.artifacts import combine_datasets, read_dataset, variable, with_cell
 from iresnet_inverse.cells import ImageCell
 from iresnet_inverse.data.gaussian_field import prior_moments
+from iresnet_inverse.data.splits import paired_split
 from iresnet_inverse.errors import InputDataError
 from iresnet_inverse.metrics import mse
 from iresnet_inverse.operators import get_operator
-from iresnet_inverse.stages.data import paired_split
 
 LINEAR_OPERATORS = ("blur",)
 DATA_TOLERANCE = 1e-4  # largest |A x - F(x)| allowed between the dense A and the stored F(x)

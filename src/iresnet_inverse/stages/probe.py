@@ -17,6 +17,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from iresnet_inverse.artifacts import read_dataset, variable
+from iresnet_inverse.data.splits import paired_split
 from iresnet_inverse.jobs import Job
 from iresnet_inverse.models import load_trained_cell
 from iresnet_inverse.probes.clustering import select_k, spectral_clusters
@@ -35,7 +36,6 @@ from iresnet_inverse.probes.edges import (
 )
 from iresnet_inverse.probes.saliency import saliency_kernels, sample_pixels
 from iresnet_inverse.runtime import setup
-from iresnet_inverse.stages.data import paired_split
 
 ImageMap = Callable[[torch.Tensor], torch.Tensor]
 MAPS = ("operator", "network")

@@ -15,6 +15,7 @@ import xarray as xr
 
 from iresnet_inverse import objectives
 from iresnet_inverse.artifacts import read_dataset, variable, write_dataset
+from iresnet_inverse.data.splits import paired_split
 from iresnet_inverse.history import HISTORY_FILE, History, history_dataset
 from iresnet_inverse.jobs import Job
 from iresnet_inverse.metrics import psnr
@@ -32,7 +33,6 @@ from iresnet_inverse.nets.model import Model
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
 from iresnet_inverse.runtime import setup
-from iresnet_inverse.stages.data import paired_split
 from iresnet_inverse.training import (
     Run,
     Task,
