@@ -113,6 +113,8 @@ TOY_LOGDET = {
         ({"analysis": {"masks": {"camera": "/no/such/mask.png"}}}, "analysis.masks.camera"),
         ({"figures": {"cmap": "no_such_map"}}, "figures.cmap"),
         ({"train": {"compile": "bogus"}}, "train.compile"),
+        ({"toy2d": {"grid": [{**TOY_LOGDET, "training_points": 8}]}},
+         "toy2d.grid[0].training_points"),
         # compiled code cannot differentiate derivatives; bf16 cannot reach 1e-5
         ({"train": {"compile": "aot_eager"}, "grid": [DIVERGENCE_BLOCK]}, "train.compile"),
         ({"train": {"compile": "inductor"}, "toy2d": {"grid": [TOY_LOGDET]}}, "train.compile"),

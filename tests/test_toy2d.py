@@ -12,10 +12,10 @@ import xarray as xr
 from iresnet_inverse import bayes
 from iresnet_inverse.artifacts import read_dataset
 from iresnet_inverse.cells import ToyCell
-from iresnet_inverse.config import architecture, toy_cells, validate
+from iresnet_inverse.config import architecture, check, toy_cells, validate
 from iresnet_inverse.data.priors import get_prior
 from iresnet_inverse.jobs import Job, toy_job
-from iresnet_inverse.stages.toy import reference_dataset, train_toy_cell
+from iresnet_inverse.stages.toy import reference_dataset, toy_fingerprint, train_toy_cell
 from iresnet_inverse.stages.toy_claims import claims_table
 
 CONFIG = json.dumps(
@@ -34,6 +34,26 @@ def test_reference_dataset_holds_exact_estimators() -> None:
     assert 0.1 < noise.std() < 0.3  # delta = 0.2
     again = reference_dataset("bimodal", 0.1, 0.2, points=20, seed=0)
     np.testing.assert_array_equal(ref["y"].values, again["y"].values)
+
+
+def test_a_toy_block_chooses_its_training_points() -> None:
+    """A block's training_points reach its cells' jobs, whose toy2d section train_toy_cell
+    samples from, and their resume fingerprint; the other blocks keep toy2d.training_points."""
+    block = {"prior": ["logcosh"], "eps": [1.0], "noise_level": [0.4], "lipschitz": [0.99]}
+    grid = [
+        {**block, "objective": ["reconstruction"], "training_points": 2048},
+        {**block, "objective": ["logdet"]},
+    ]
+    cfg = validate({"toy2d": {"training_points": 512, "grid": grid}})
+    check(cfg)
+    reconstruction, logdet = (toy_job(cfg, cell) for cell in toy_cells(cfg))
+    assert reconstruction.section("toy2d")["training_points"] == 2048
+    assert logdet.section("toy2d")["training_points"] == 512
+    grid[0].pop("training_points")
+    plain = validate({"toy2d": {"training_points": 512, "grid": grid}})
+    default = toy_job(plain, toy_cells(plain)[0])
+    assert default.section("toy2d")["training_points"] == 512
+    assert toy_fingerprint(reconstruction) != toy_fingerprint(default)
 
 
 def test_toy_cell_through_the_command_line(tmp_path: Path) -> None:

@@ -379,6 +379,12 @@ def _toy_block_arch(config: Mapping[str, Any], block: Mapping[str, Any]) -> str:
     return block.get("arch", config["toy2d"]["arch"])
 
 
+def toy_training_points(config: Mapping[str, Any], cell: ToyCell) -> int:
+    """Prior samples a toy cell trains on: its grid block's ``training_points``, else
+    ``toy2d.training_points``."""
+    return block_of(config, cell).get("training_points", config["toy2d"]["training_points"])
+
+
 def toy_train_settings(config: Mapping[str, Any], cell: ToyCell | None = None) -> dict[str, Any]:
     """Training settings of a toy cell: ``train``, then ``toy2d.train``, then the ``train``
     overrides of the cell's toy grid block."""

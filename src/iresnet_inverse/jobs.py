@@ -17,6 +17,7 @@ from iresnet_inverse.config import (
     architecture,
     toy_arch,
     toy_train_settings,
+    toy_training_points,
     train_settings,
     validate,
 )
@@ -93,8 +94,10 @@ def image_job(config: Mapping[str, Any], cell: ImageCell, sections: tuple[str, .
 
 def toy_job(config: Mapping[str, Any], cell: ToyCell) -> Job:
     """The job of a toy cell: ``train``, ``toy2d.train`` and the toy block's ``train`` merged,
-    the block's ``arch`` (else ``toy2d.arch``); ``toy2d`` without its grid."""
+    the block's ``arch`` (else ``toy2d.arch``); ``toy2d`` without its grid, with the block's
+    ``training_points`` (else ``toy2d``'s)."""
     toy = {k: v for k, v in config["toy2d"].items() if k not in ("grid", "train")}
+    toy["training_points"] = toy_training_points(config, cell)
     return Job(
         cell=cell,
         settings=toy_train_settings(config, cell),
