@@ -22,7 +22,7 @@ from iresnet_inverse.archs import ARCHITECTURES
 from iresnet_inverse.nets.implicit import implicit_fixed_point
 from iresnet_inverse.nets.lipschitz import LipschitzConv2d, LipschitzLinear, block_lipschitz
 from iresnet_inverse.nets.preconditioner import fourier_preconditioner
-from iresnet_inverse.nets.solvers import Map, SolverConfig, SolverResult, solve
+from iresnet_inverse.nets.solvers import Map, SolverConfig, SolverResult, channels_last, solve
 
 
 def soft_shrink(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
@@ -259,7 +259,14 @@ class IResNet(torch.nn.Module):
 
     # --- lifting X <-> X^M ------------------------------------------------------------------
     def lift(self, x: torch.Tensor) -> torch.Tensor:
-        return x.expand(-1, self.lift_channels, -1, -1) if self.lift_channels else x
+        """x copied to M channels; channels-last when x or the weights are (``net.to(
+        memory_format=torch.channels_last)``), so that the solvers' iterates stay in it."""
+        if not self.lift_channels:
+            return x
+        lifted = x.expand(-1, self.lift_channels, -1, -1)
+        if channels_last(x) or channels_last(self.blocks[0].residual.conv_in.weight):
+            return lifted.contiguous(memory_format=torch.channels_last)
+        return lifted
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=1, keepdim=True) if self.lift_channels else x
