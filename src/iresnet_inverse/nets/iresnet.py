@@ -97,7 +97,8 @@ ACTIVITY_STRIDE = 4
 
 
 class ConvResidual(torch.nn.Module):
-    """f(x) = conv1x1(softshrink(conv_k(x))) with Lip(f) <= bound (sqrt(bound) per conv)."""
+    """f(x) = conv1x1(softshrink(conv_k(x))) with Lip(f) <= bound (sqrt(bound) per conv);
+    ``symbol_norm`` as in ``LipschitzConv2d``."""
 
     kernel = staticmethod(conv_residual)  # ``IResNet.compile_residuals`` replaces it
 
@@ -108,10 +109,13 @@ class ConvResidual(torch.nn.Module):
         kernel_size: int,
         bound: float,
         out_init_gain: float = OUT_INIT_GAIN,
+        symbol_norm: str | None = None,
     ) -> None:
         super().__init__()
         per_layer = math.sqrt(bound)
-        self.conv_in = LipschitzConv2d(channels, hidden, kernel_size, per_layer)
+        self.conv_in = LipschitzConv2d(
+            channels, hidden, kernel_size, per_layer, symbol_norm=symbol_norm
+        )
         self.conv_out = LipschitzConv2d(hidden, channels, 1, per_layer)
         self.threshold = torch.nn.Parameter(torch.tensor(0.01))
         self.padding = kernel_size // 2
@@ -376,6 +380,7 @@ def build_iresnet(
                     spec["kernel_size"],
                     l_i,
                     spec.get("out_init_gain", OUT_INIT_GAIN),
+                    spec.get("symbol_norm"),
                 ),
                 l_i,
             )
