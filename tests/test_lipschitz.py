@@ -267,3 +267,18 @@ def test_wide_layers_track_their_norm_and_the_choice_is_a_setting() -> None:
         config.validate({"archs": {"wide": {**spec, "symbol_norm": "lanczos"}}})
     with pytest.raises(ValueError, match="symbol_norm"):
         LipschitzConv2d(4, 6, 5, bound=0.5, symbol_norm="lanczos")
+
+
+def test_the_projection_benchmark_runs(monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
+    """benchmarks/projection.py's pieces, at quick sizes on the demo net and a narrow block."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    from benchmarks import projection
+
+    device = torch.device("cpu")
+    for norm in ("grid", "power"):
+        project, step, refresh = projection.block_costs("iresnet_demo", norm, device, True, 3)
+        assert min(project, step, refresh) > 0
+    lags = projection.lags(4, device, quick=True)
+    assert len(lags) == 4 and max(abs(lag) for lag in lags) < 1e-3
