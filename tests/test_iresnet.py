@@ -458,3 +458,56 @@ def test_on_a_device_the_stopping_test_is_read_every_few_evaluations(
     assert sparse.evaluations == every * math.ceil(every_time.evaluations / every)
     assert len(reads) == sparse.evaluations // every
     assert (sparse.residual <= config.tol).all()
+
+
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    """``t`` stored channels-last (for one channel, with the strides that say so)."""
+    return torch.empty_like(t, memory_format=torch.channels_last).copy_(t)
+
+
+@pytest.mark.parametrize("method", ["anderson", "fixed_point"])
+def test_the_solvers_keep_channels_last(method: str) -> None:
+    """A channels-last start gives channels-last iterates and solution (Anderson's flattening
+    made every iterate NCHW), with the values and counts of the NCHW solve."""
+    from iresnet_inverse.nets.solvers import channels_last, solve
+
+    torch.manual_seed(0)
+    weight = 0.3 * torch.randn(4, 4, 3, 3) / 6
+    z = torch.randn(2, 4, 10, 10)
+    formats = []
+
+    def T(x: torch.Tensor) -> torch.Tensor:
+        formats.append(channels_last(x))
+        return z_now + torch.tanh(torch.nn.functional.conv2d(x, weight, padding=1))
+
+    config = SolverConfig(method=method, tol=1e-7, max_iter=100)
+    z_now = z
+    plain = solve(T, z, config)
+    assert not any(formats)
+    formats.clear()
+    z_now = _channels_last(z)
+    kept = solve(T, z_now, config)
+    assert all(formats) and channels_last(kept.x)
+    torch.testing.assert_close(kept.x, plain.x, atol=1e-6, rtol=0)
+    assert torch.equal(kept.iterations, plain.iterations)
+
+
+@pytest.mark.parametrize("precondition", [False, True])
+def test_the_inverse_keeps_channels_last(precondition: bool) -> None:
+    """IResNet.inverse of a channels-last z, or by a net whose weights are channels-last,
+    solves every block in channels-last, with the values of the NCHW path."""
+    from iresnet_inverse.nets.solvers import channels_last
+
+    net = random_residuals(build_iresnet(SMALL, 0.99))
+    z = torch.rand(3, 1, 12, 12)
+    config = SolverConfig(method="anderson", tol=1e-6, precondition=precondition)
+    with torch.no_grad():
+        plain = net.inverse(z, config)
+        kept = net.inverse(_channels_last(z), config)
+        net.to(memory_format=torch.channels_last)
+        by_weights = net.inverse(z, config)
+    assert not any(channels_last(x) for x in plain.block_solutions)
+    for result in (kept, by_weights):
+        assert all(channels_last(x) for x in result.block_solutions)
+        assert result.x.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(result.x, plain.x, atol=1e-6, rtol=0)

@@ -800,3 +800,40 @@ def test_a_training_step_reads_the_device_once_for_its_record(
     monkeypatch.undo()
     assert len(history.loss) == 2 and np.isfinite(history.inverse_evaluations).all()
     assert len(reads) == len(history.loss), reads
+
+
+def test_a_net_with_tracked_norms_resumes_bit_for_bit(tmp_path: Path) -> None:
+    """The tracked symbol norm's vectors are not in the checkpoint (every refresh and every
+    load set them from the weights alone): a run stopped during its second epoch and resumed
+    in a new process ends with the uninterrupted run's weights and losses."""
+    cfg = _config(epochs=3)
+    cfg["archs"]["tiny"]["symbol_norm"] = "power"
+    settings = TrainSettings.of(config.train_settings(cfg, ImageCell.of(CELL)))
+
+    class Interrupt(Exception):
+        pass
+
+    def run(out: Path, seed: int, stop_at: int | None = None) -> tuple[torch.nn.Module, object]:
+        calls = []
+
+        def validate(model: torch.nn.Module) -> float:
+            calls.append(1)
+            if len(calls) == stop_at:
+                raise Interrupt
+            return float(len(calls))
+
+        torch.manual_seed(seed)
+        net = build_iresnet(cfg["archs"]["tiny"], 0.9)
+        assert net.blocks[0].residual.conv_in.tracked
+        x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+        task = Task("reconstruction", get_operator("blur"), x, x.clone(), 0.05, 0)
+        history = fit(net, task, settings, Run(out, "run", "cell", validate, lambda m: None))
+        return net, history
+
+    whole, history = run(tmp_path / "whole", 0)
+    with pytest.raises(Interrupt):
+        run(tmp_path / "stopped", 0, stop_at=2)
+    resumed, resumed_history = run(tmp_path / "stopped", 1)  # a new process: fresh weights
+    assert resumed_history.loss == history.loss and len(history.loss) == 6
+    for key, value in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)

@@ -23,7 +23,7 @@ from iresnet_inverse.nets.implicit import implicit_fixed_point
 from iresnet_inverse.nets.lipschitz import LipschitzConv2d, LipschitzLinear, block_lipschitz
 from iresnet_inverse.nets.model import Model
 from iresnet_inverse.nets.preconditioner import fourier_preconditioner
-from iresnet_inverse.nets.solvers import Map, SolverConfig, SolverResult, solve
+from iresnet_inverse.nets.solvers import Map, SolverConfig, SolverResult, channels_last, solve
 
 
 def soft_shrink(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
@@ -98,7 +98,8 @@ ACTIVITY_STRIDE = 4
 
 
 class ConvResidual(torch.nn.Module):
-    """f(x) = conv1x1(softshrink(conv_k(x))) with Lip(f) <= bound (sqrt(bound) per conv)."""
+    """f(x) = conv1x1(softshrink(conv_k(x))) with Lip(f) <= bound (sqrt(bound) per conv);
+    ``symbol_norm`` as in ``LipschitzConv2d``."""
 
     kernel = staticmethod(conv_residual)  # ``IResNet.compile_residuals`` replaces it
 
@@ -109,10 +110,13 @@ class ConvResidual(torch.nn.Module):
         kernel_size: int,
         bound: float,
         out_init_gain: float = OUT_INIT_GAIN,
+        symbol_norm: str | None = None,
     ) -> None:
         super().__init__()
         per_layer = math.sqrt(bound)
-        self.conv_in = LipschitzConv2d(channels, hidden, kernel_size, per_layer)
+        self.conv_in = LipschitzConv2d(
+            channels, hidden, kernel_size, per_layer, symbol_norm=symbol_norm
+        )
         self.conv_out = LipschitzConv2d(hidden, channels, 1, per_layer)
         self.threshold = torch.nn.Parameter(torch.tensor(0.01))
         self.padding = kernel_size // 2
@@ -260,7 +264,14 @@ class IResNet(Model):
 
     # --- lifting X <-> X^M ------------------------------------------------------------------
     def lift(self, x: torch.Tensor) -> torch.Tensor:
-        return x.expand(-1, self.lift_channels, -1, -1) if self.lift_channels else x
+        """x copied to M channels; channels-last when x or the weights are (``net.to(
+        memory_format=torch.channels_last)``), so that the solvers' iterates stay in it."""
+        if not self.lift_channels:
+            return x
+        lifted = x.expand(-1, self.lift_channels, -1, -1)
+        if channels_last(x) or channels_last(self.blocks[0].residual.conv_in.weight):
+            return lifted.contiguous(memory_format=torch.channels_last)
+        return lifted
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=1, keepdim=True) if self.lift_channels else x
@@ -397,6 +408,7 @@ def build_iresnet(
                     spec["kernel_size"],
                     l_i,
                     spec.get("out_init_gain", OUT_INIT_GAIN),
+                    spec.get("symbol_norm"),
                 ),
                 l_i,
             )

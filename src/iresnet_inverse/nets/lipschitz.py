@@ -17,13 +17,28 @@ the patch size, used before, the demo's headline net ended an epoch 7.8 % above 
 1x1 convolutions and dense layers have exact, size-independent norms (their channel matrix's).
 Operator norms at one image size (``top_singular``, ``conv_operator_norm``, ``dense_matrix``)
 remain for the tests, which check the bounds against them.
+
+Wide layers (``symbol_norm`` "power", the default where input and output channels both exceed
+``EXACT_MAX_CHANNELS``) replace G by a tracked estimate g <= G: power iteration on
+W^(w)^H W^(w), one step at every grid frequency per optimizer step and a few more at the
+highest (``symbol_power.py``), warm-started from the previous step's vectors. Each refresh
+resets them to the exact top singular vectors (so g = G there, and rho = S / G as above), and
+so do the first training steps after it (``EXACT_STEPS``). A step costs a few real matrix
+products instead of one eigenproblem per frequency (on CUDA, batched eigensolvers above
+32 x 32 run one matrix at a time) and, past those first steps, reads nothing to the host. g is
+a Rayleigh-type lower bound of G, so it can only lag: the lag adds to rho's staleness between
+refreshes, the same uncapped per-epoch certificate records what of it remains at the epoch's
+end, and the same refresh removes it.
 """
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from iresnet_inverse.nets.symbol_power import complex_dtype, symbol_gain, tap_phases, track_step
 
 
 def _project(weight: torch.Tensor, sigma: torch.Tensor, bound: float) -> torch.Tensor:
@@ -38,6 +53,21 @@ def _project(weight: torch.Tensor, sigma: torch.Tensor, bound: float) -> torch.T
 # exact each step (no lagging estimate), about 5 ms for a 16 x 8 x 5 x 5 kernel on one core;
 # the per-epoch size ratio rho accounts for the grid's coarseness.
 TRAIN_GRID = 32
+
+# Layers with more input and output channels than this track their training norm by power
+# iteration (module docstring) unless told otherwise: the exact grid costs one eigenproblem of
+# that size per frequency and step, which CUDA solves one matrix at a time above 32 x 32. The
+# demo's layers (8 and 16 channels) and the small paper net's (32 and 64) keep the exact grid.
+EXACT_MAX_CHANNELS = 32
+SYMBOL_NORMS = ("grid", "power")
+
+# Training steps after each refresh whose tracked vectors are solved exactly before the power
+# step. A run's first optimizer step moves every weight by about the learning rate (Adam's
+# normalized first step) and can raise a new top singular direction that the tracked vector
+# barely meets: on the paper layer at rate 1e-3 the DC symbol's norm rose 36 % along a direction
+# at overlap 0.04, and one power step stayed 8.8 % below G (8 steps: 0.9 %). Later steps move
+# the spectrum little per step, which the tracking follows.
+EXACT_STEPS = 2
 
 
 def block_lipschitz(total: float, blocks: int) -> float:
@@ -63,11 +93,8 @@ def symbol_grid_max(
     the operator norm of the circular convolution on grid x grid images. Evaluated through
     the smaller Gram matrix, in row chunks of at most ``chunk`` entries (the paper's 128 x 64
     kernels on fine grids fit in memory); not differentiable (``symbol_norm_at`` is)."""
-    c_out, c_in, k, _ = weight.shape
-    # Real kernels have W^(-w) = conj(W^(w)): half the plane (rfft on the last axis) suffices.
-    columns = torch.fft.rfft(weight, n=grid, dim=-1)  # (c_out, c_in, k, grid // 2 + 1)
-    angles = torch.outer(torch.arange(grid), torch.arange(k)).to(columns.real.dtype) / grid
-    phases = torch.polar(torch.ones_like(angles), -2 * math.pi * angles).to(weight.device)
+    c_out, c_in = weight.shape[:2]
+    columns, phases = _symbol_factors(weight, grid)
     rows = max(1, chunk // (c_out * c_in * columns.shape[-1]))
     best, where = -1.0, (0, 0)
     for start in range(0, grid, rows):
@@ -79,6 +106,27 @@ def symbol_grid_max(
             best = float(value)
             where = (start + int(index) // top.shape[1], int(index) % top.shape[1])
     return math.sqrt(max(best, 0.0)), where
+
+
+def _symbol_factors(weight: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel's rfft along its last axis (c_out, c_in, k, grid // 2 + 1) and the phases
+    (grid, k) of the first axis: the symbol at (a, b) is sum_p phases[a, p] columns[..., p, b].
+    Real kernels have W^(-w) = conj(W^(w)): half the plane (rfft on the last axis) suffices."""
+    k = weight.shape[-1]
+    columns = torch.fft.rfft(weight, n=grid, dim=-1)
+    angles = torch.outer(torch.arange(grid), torch.arange(k)).to(columns.real.dtype) / grid
+    phases = torch.polar(torch.ones_like(angles), -2 * math.pi * angles).to(weight.device)
+    return columns, phases
+
+
+@torch.no_grad()
+def grid_top_vectors(weight: torch.Tensor, grid: int) -> torch.Tensor:
+    """The top right singular vector of W^(w) at every frequency of the half-plane grid
+    (F, c_in), from the eigenproblems of W^(w)^H W^(w), solved on the CPU (on CUDA, batches
+    above 32 x 32 run one matrix at a time) and returned on the weight's device."""
+    columns, phases = _symbol_factors(weight.detach().cpu(), grid)
+    symbol = torch.einsum("fa,oiab->fboi", phases, columns).flatten(0, 1)
+    return torch.linalg.eigh(symbol.mH @ symbol)[1][..., -1].to(weight.device)
 
 
 def symbol_norm_at(weight: torch.Tensor, a: int, b: int, grid: int) -> torch.Tensor:
@@ -113,7 +161,9 @@ def any_size_norm(weight: torch.Tensor, slack: float = 2e-3) -> float:
 
 class LipschitzConv2d(torch.nn.Module):
     """A "same"-padded convolution whose operator norm at every image size is kept at most
-    ``bound`` (module docstring)."""
+    ``bound`` (module docstring). ``symbol_norm``: "grid" (the exact grid maximum at every
+    step) or "power" (the tracked estimate); None: "power" where input and output channels
+    both exceed ``EXACT_MAX_CHANNELS``."""
 
     def __init__(
         self,
@@ -122,10 +172,17 @@ class LipschitzConv2d(torch.nn.Module):
         kernel_size: int,
         bound: float,
         grid: int = TRAIN_GRID,
+        symbol_norm: str | None = None,
     ) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError("kernel_size must be odd for same padding")
+        if symbol_norm is None:
+            wide = min(in_channels, out_channels) > EXACT_MAX_CHANNELS
+            symbol_norm = "power" if wide else "grid"
+        if symbol_norm not in SYMBOL_NORMS:
+            valid = ", ".join(SYMBOL_NORMS)
+            raise ValueError(f"unknown symbol_norm {symbol_norm!r}; valid: {valid}")
         conv = torch.nn.Conv2d(in_channels, out_channels, kernel_size)  # PyTorch's default init
         self.weight = torch.nn.Parameter(conv.weight.detach().clone())
         self.bias = torch.nn.Parameter(conv.bias.detach().clone())
@@ -138,23 +195,81 @@ class LipschitzConv2d(torch.nn.Module):
         # seconds, and loaded nets carry theirs in the state dict).
         self.register_buffer("size_ratio", torch.tensor(1.0))
         self._cache: dict[str, tuple[tuple, object]] = {}
+        self.tracked = symbol_norm == "power" and not self.exact
+        if self.tracked:
+            # The power iteration's unit vectors per grid frequency (complex, stored as real
+            # pairs so that dtype casts keep them). Not in the state dict: each refresh and the
+            # first use after construction or a load set them from the weight alone, so a
+            # resumed run continues bit for bit.
+            frequencies = grid * (grid // 2 + 1)
+            vectors = torch.zeros(frequencies, in_channels, 2)
+            self.register_buffer("power_vectors", vectors, persistent=False)
+        self._seeded = False
+        self._seeds = 0  # resets of the vectors
+        self._writes = 0  # writes of the vectors
+        self._advances = 0  # training steps since the last reset
 
-    def _cached(self, name: str, compute: Callable[[], object]) -> object:
+    def _cached(self, name: str, compute: Callable[[], object], extra: object = None) -> object:
         """``compute()`` once per state of the raw weight (optimizer steps and loads bump its
-        version; ``.to`` changes its storage): evaluation and probes call the net thousands of
-        times, and the per-epoch certificate and refresh need the same any-size norm."""
+        version; ``.to`` changes its storage) and of ``extra``: evaluation and probes call the
+        net thousands of times, and the per-epoch certificate and refresh need the same
+        any-size norm."""
         w = self.weight
-        key = (w._version, w.data_ptr(), w.dtype, w.device)
+        key = (w._version, w.data_ptr(), w.dtype, w.device, extra)
         if name not in self._cache or self._cache[name][0] != key:
             self._cache[name] = (key, compute())
         return self._cache[name][1]
 
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._seeded = False  # new weights: exact vectors on first use
+
+    @torch.no_grad()
+    def _solve_vectors(self) -> None:
+        """Exact top singular vectors at every grid frequency: the tracked estimate is G."""
+        self.power_vectors.copy_(torch.view_as_real(grid_top_vectors(self.weight, self.grid)))
+        self._writes += 1
+
+    def _seed(self) -> None:
+        self._solve_vectors()
+        self._seeded, self._seeds, self._advances = True, self._seeds + 1, 0
+
+    @torch.no_grad()
+    def _power(self, advance: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``track_step`` at every grid frequency from the stored vectors: the tap phases of
+        the frequency where the estimate peaks and the left vector there; with ``advance``
+        the vectors move on to the step's (solved exactly first in the first
+        ``EXACT_STEPS`` after a reset)."""
+        if advance and self._advances < EXACT_STEPS:
+            self._solve_vectors()
+        w = self.weight.detach()
+        phases = tap_phases(w.shape[-1], self.grid, complex_dtype(w.dtype), w.device)
+        estimate, following, left = track_step(w, phases, torch.view_as_complex(self.power_vectors))
+        if advance:
+            self.power_vectors.copy_(torch.view_as_real(following))
+            self._writes, self._advances = self._writes + 1, self._advances + 1
+        top = estimate.argmax()[None]  # on the device: no synchronization
+        return phases.index_select(0, top)[0], left.index_select(0, top)[0]
+
+    def _tracked(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``_power``: a training forward (train mode, gradients on) advances the iteration
+        once per state of the weight; other calls read it without changing it, so evaluation,
+        validation and the refresh see one value per state of weight and vectors."""
+        if not self._seeded:
+            self._seed()
+        if self.training and torch.is_grad_enabled():
+            return self._cached("advance", lambda: self._power(True), extra=self._seeds)
+        return self._cached("read", lambda: self._power(False), extra=self._writes)
+
     def sigma(self) -> torch.Tensor:
         """G(W): the exact norm of a 1x1 convolution, else the symbol's maximum on the training
-        grid, differentiable w.r.t. the weight (the maximum's gradient is that of the symbol's
-        norm at the maximizing frequency, found without gradients first)."""
+        grid (tracked layers: its estimate g <= G), differentiable w.r.t. the weight (the
+        maximum's gradient is that of the symbol's norm at the maximizing frequency, found
+        without gradients first)."""
         if self.exact:
             return torch.linalg.matrix_norm(self.weight.flatten(1), ord=2)
+        if self.tracked:
+            return symbol_gain(self.weight, *self._tracked())
         a, b = self._cached("argmax", lambda: symbol_grid_max(self.weight.detach(), self.grid)[1])
         return symbol_norm_at(self.weight, a, b, self.grid)
 
@@ -163,6 +278,8 @@ class LipschitzConv2d(torch.nn.Module):
         """rho = S(W) / G(W), so that after it the projection bounds the norm at every size."""
         if self.exact:
             return
+        if self.tracked:
+            self._seed()
         sigma = float(self.sigma())
         if sigma > 0:
             self.size_ratio.fill_(max(1.0, self._any_size() / sigma))
@@ -196,7 +313,8 @@ class LipschitzConv2d(torch.nn.Module):
 
     def extra_repr(self) -> str:
         c_out, c_in, k, _ = self.weight.shape
-        return f"{c_in}->{c_out}, kernel={k}, bound={self.bound:.4g}"
+        norm = ", power" if self.tracked else ""
+        return f"{c_in}->{c_out}, kernel={k}, bound={self.bound:.4g}{norm}"
 
 
 def top_singular(

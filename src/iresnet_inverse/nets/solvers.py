@@ -4,6 +4,8 @@ The relative residual of an iterate x is ||T(x) - x|| / ||T(x)|| per sample. Bot
 evaluations of T (for an iResNet block, evaluations of the residual function f) and report,
 per sample, the evaluations needed to reach the tolerance, the final residual and whether it
 was reached. A sample that misses the tolerance is reported, never silently accepted.
+Iterates keep the memory format of the start: a channels-last start gives channels-last
+iterates and solution (what convolutions with channels-last weights run fastest on).
 """
 
 from collections.abc import Callable
@@ -79,6 +81,36 @@ class SolverResult:
     evaluations: int
 
 
+def channels_last(t: torch.Tensor) -> bool:
+    """Whether a batch of images is stored channels-last (with one channel: with the strides
+    ``torch.empty(..., memory_format=torch.channels_last)`` gives)."""
+    return t.dim() == 4 and t.stride(1) == 1 and t.is_contiguous(memory_format=torch.channels_last)
+
+
+class _Layout:
+    """Per-sample flattening in the memory order of the start, and its inverse: flattening a
+    channels-last batch in NCHW order would copy every iterate into NCHW."""
+
+    def __init__(self, x0: torch.Tensor) -> None:
+        self.shape = x0.shape
+        self.last = channels_last(x0)
+
+    def flat(self, t: torch.Tensor) -> torch.Tensor:
+        """(batch, -1) in the start's element order (a view where ``t`` has its layout)."""
+        return t.permute(0, 2, 3, 1).reshape(t.shape[0], -1) if self.last else t.flatten(1)
+
+    def image(self, flat: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``flat``, a view in the start's layout."""
+        if not self.last:
+            return flat.view(self.shape)
+        n, c, h, w = self.shape
+        return flat.view(n, h, w, c).permute(0, 3, 1, 2)
+
+    def keep(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` in the start's layout (a no-op where it is)."""
+        return t.contiguous(memory_format=torch.channels_last) if self.last else t
+
+
 def _relative(fx: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     """||T(x) - x|| / ||T(x)|| per sample, from T(x) and the step T(x) - x."""
     norm = fx.flatten(1).norm(dim=1).clamp_min(torch.finfo(fx.dtype).tiny)
@@ -127,13 +159,14 @@ def fixed_point(
 ) -> SolverResult:
     """Plain (Banach) iteration x <- T(x), or x <- x + P(T(x) - x) with a preconditioner P."""
     tracker = _Tracker(x0.shape[0], config.tol, x0.device)
+    layout = _Layout(x0)
     x = x0
     for k in range(1, config.max_iter + 1):
-        fx = T(x)
+        fx = layout.keep(T(x))
         step = fx - x
-        if tracker.update(_relative(fx, step), k):
+        if tracker.update(_relative(layout.flat(fx), layout.flat(step)), k):
             return tracker.result(fx, k)
-        x = fx if precondition is None else x + precondition(step)
+        x = fx if precondition is None else layout.keep(x + precondition(step))
     return tracker.result(fx, config.max_iter)
 
 
@@ -151,22 +184,22 @@ def anderson(
     Residuals and their Gram matrix are kept across steps: each step adds one residual and one
     Gram row instead of recomputing the whole history.
     """
-    batch, shape = x0.shape[0], x0.shape
+    batch, layout = x0.shape[0], _Layout(x0)
     m = config.memory
     F = x0.new_zeros(batch, m, x0[0].numel())
     G = torch.zeros_like(F)
     gram = x0.new_zeros(batch, m, m)
     tracker = _Tracker(batch, config.tol, x0.device)
-    x = x0.flatten(1)
+    x = layout.flat(x0)
     for k in range(1, config.max_iter + 1):
-        tx = T(x.view(shape)).flatten(1)
+        tx = layout.flat(T(layout.image(x)))
         g = tx - x
         if tracker.update(_relative(tx, g), k):
-            return tracker.result(tx.view(shape), k)
+            return tracker.result(layout.image(tx), k)
         if precondition is None:
             fx = tx
         else:
-            g = precondition(g.view(shape)).flatten(1)
+            g = layout.flat(precondition(layout.image(g)))
             fx = x + g
         slot, n = (k - 1) % m, min(k, m)
         F[:, slot], G[:, slot] = fx, g
@@ -174,7 +207,7 @@ def anderson(
             row = (G[:, slot, None] @ G[:, :n].transpose(1, 2))[:, 0]  # row-vector form: fastest
             gram[:, slot, :n], gram[:, :n, slot] = row, row
             x = _anderson_mix(gram[:, :n, :n], F[:, :n], F[:, slot], config.regularization)
-    return tracker.result(tx.view(shape), config.max_iter)
+    return tracker.result(layout.image(tx), config.max_iter)
 
 
 def _anderson_mix(
