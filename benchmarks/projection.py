@@ -21,6 +21,7 @@ import argparse
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from paper_smoke import paper_networks  # this folder is on the path of a script
@@ -33,6 +34,8 @@ from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.objectives import loss
 from iresnet_inverse.operators import get_operator
 from iresnet_inverse.runtime import setup
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
 
 
 def _sync(device: torch.device) -> None:
@@ -54,7 +57,7 @@ def _median_ms(fn: object, repeats: int, device: torch.device) -> float:
 def settings(arch: str) -> dict:
     """Training batch size, patch size, rate and solver of ``arch`` in its config."""
     if arch == "iresnet_demo":
-        demo = config.load(config.REPO_ROOT / "config" / "config.yaml")
+        demo = config.load(ROOT / "config" / "config.yaml")
         train = {**demo["train"], "patch_size": demo["data"]["patch_size"]}
     else:
         paper = paper_networks()[arch]

@@ -8,6 +8,7 @@ compute them, beside one backward pass per pixel on a subset (the naive way), in
 import argparse
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +18,8 @@ from iresnet_inverse.artifacts import read_dataset
 from iresnet_inverse.models import load_model
 from iresnet_inverse.operators import get_operator
 from iresnet_inverse.probes.saliency import saliency_kernels, sample_pixels
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
 
 
 def _per_pixel_seconds(G: torch.nn.Module, x0: torch.Tensor, pixels: np.ndarray) -> float:
@@ -40,7 +43,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     net, meta = load_model(args.model, torch.device("cpu"))
     cell = meta.cell
-    settings = config.load(config.REPO_ROOT / "config" / "config.yaml")["operators"]
+    settings = config.load(ROOT / "config" / "config.yaml")["operators"]
     settings = settings[cell["operator"]]
     maps = {"network": net.eval(), "operator": get_operator(cell["operator"], **settings).eval()}
     images = read_dataset(args.images)

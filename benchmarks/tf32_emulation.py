@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from iresnet_inverse.archs import ARCHITECTURES
-from iresnet_inverse.nets import iresnet
+from iresnet_inverse.nets import iresnet, kernels
 from iresnet_inverse.nets.examples import random_residuals
 from iresnet_inverse.nets.solvers import SolverConfig
 
@@ -33,8 +33,8 @@ def tf32_conv_residual(
     w_out: torch.Tensor,
     b_out: torch.Tensor,
 ) -> torch.Tensor:
-    """``iresnet.conv_residual`` with TF32 convolutions."""
-    h = iresnet.soft_shrink(F.conv2d(tf32(x), tf32(w_in), b_in, padding=padding), threshold)
+    """``kernels.conv_residual`` with TF32 convolutions."""
+    h = kernels.soft_shrink(F.conv2d(tf32(x), tf32(w_in), b_in, padding=padding), threshold)
     return F.conv2d(tf32(h), tf32(w_out), b_out)
 
 
@@ -46,7 +46,7 @@ def main() -> None:
     solver = SolverConfig(method="anderson", tol=1e-5, max_iter=200)
     print("| convolutions | converged | evaluations per block | largest residual |")
     print("| --- | --- | --- | --- |")
-    for name, kernel in (("float32", iresnet.conv_residual), ("TF32", tf32_conv_residual)):
+    for name, kernel in (("float32", kernels.conv_residual), ("TF32", tf32_conv_residual)):
         for block in net.blocks:
             block.residual.kernel = kernel
         with torch.no_grad(), warnings.catch_warnings():

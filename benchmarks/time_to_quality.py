@@ -44,7 +44,9 @@ from iresnet_inverse.operators import get_operator
 from iresnet_inverse.stages.data import image_dataset
 from iresnet_inverse.training import Run, Task, TrainSettings, fit
 
-DEMO = config.load(config.REPO_ROOT / "config" / "config.yaml")
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
+
+DEMO = config.load(ROOT / "config" / "config.yaml")
 NOISE, LIPSCHITZ, SEED = 0.025, 0.999, 0
 TRAINING_SOLVER = dict(DEMO["train"]["solver"])
 EVALUATION_SOLVER = SolverConfig(**DEMO["evaluate"]["solver"])

@@ -31,6 +31,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,11 +46,11 @@ from iresnet_inverse.nets.iresnet import ARCHITECTURES, IResNet, build_iresnet
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
 
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
+
 ARCH, BASELINE = "iresnet_demo", "convresnet_demo"
 BATCH, LIPSCHITZ, NOISE, LEARNING_RATE = 16, 0.999, 0.01, 2e-3  # as config/config.yaml
-TRAINING_SOLVER = SolverConfig(
-    **config.load(config.REPO_ROOT / "config" / "config.yaml")["train"]["solver"]
-)
+TRAINING_SOLVER = SolverConfig(**config.load(ROOT / "config" / "config.yaml")["train"]["solver"])
 TIGHT_SOLVER = SolverConfig(method="fixed_point", tol=1e-5, max_iter=200)  # the former setting
 SETTINGS = {  # main image size, scaling sizes, depths (at depth_size), warm-up and timed steps
     "full": {"size": 32, "sizes": (32, 64, 96), "depths": (3, 6, 12), "depth_size": 32,

@@ -12,7 +12,7 @@ from iresnet_inverse import config as study_config
 from iresnet_inverse import objectives
 from iresnet_inverse.cells import ImageCell
 from iresnet_inverse.nets.baselines import BASELINES, ConvResNet, DiffNet, UNet, build_baseline
-from iresnet_inverse.nets.iresnet import count_parameters
+from iresnet_inverse.nets.model import count_parameters
 from iresnet_inverse.operators import get_operator
 from tests.conftest import ROOT
 

@@ -13,15 +13,10 @@ from iresnet_inverse.nets.iresnet import (
     ARCHITECTURES,
     IResNet,
     build_iresnet,
-    count_parameters,
 )
-from iresnet_inverse.nets.lipschitz import (
-    LipschitzConv2d,
-    any_size_norm,
-    block_lipschitz,
-    conv_operator_norm,
-    dense_matrix,
-)
+from iresnet_inverse.nets.lipschitz import LipschitzConv2d, any_size_norm, block_lipschitz
+from iresnet_inverse.nets.model import count_parameters
+from iresnet_inverse.nets.operator_norms import conv_operator_norm, dense_matrix
 from iresnet_inverse.nets.solvers import SolverConfig, _anderson_mix
 
 TINY = {"kind": "conv", "blocks": 3, "channels": 2, "hidden": 4, "kernel_size": 3}

@@ -184,8 +184,7 @@ def _check_grid(config: dict[str, Any]) -> None:
 
 
 def _check_analysis(analysis: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-    """What the probes would reject after training: a saliency crop that leaves no interior
-    pixel, more clusters than pixels, a subject mask that is not there."""
+    """What the probes would reject after training: crop, cluster counts, missing masks."""
     side = min(data["patch_size"], data["named_size"])
     if analysis["crop"] >= side:
         raise ConfigError(
@@ -323,8 +322,7 @@ def cells(config: Mapping[str, Any]) -> list[ImageCell]:
 
 
 def analysis_cells(config: Mapping[str, Any]) -> list[ImageCell]:
-    """The cells whose learned forward operator is probed: iResNets trained to reconstruct
-    (the paper's Sec. 4.3); none when ``analysis.enabled`` is false."""
+    """The reconstruction-trained iResNets whose forward map is probed (paper Sec. 4.3)."""
     if not config.get("analysis", {}).get("enabled", True):
         return []
     return [
@@ -380,8 +378,7 @@ def _toy_block_arch(config: Mapping[str, Any], block: Mapping[str, Any]) -> str:
 
 
 def toy_training_points(config: Mapping[str, Any], cell: ToyCell) -> int:
-    """Prior samples a toy cell trains on: its grid block's ``training_points``, else
-    ``toy2d.training_points``."""
+    """Prior samples a toy cell trains on: its block's, else ``toy2d.training_points``."""
     return block_of(config, cell).get("training_points", config["toy2d"]["training_points"])
 
 

@@ -9,7 +9,7 @@ import torch
 import xarray as xr
 
 from iresnet_inverse.artifacts import variable
-from iresnet_inverse.nets.iresnet import count_parameters
+from iresnet_inverse.nets.model import count_parameters
 
 HISTORY_FILE = "history.nc"
 

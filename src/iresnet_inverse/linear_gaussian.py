@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from iresnet_inverse.nets import operator_norms
+
 
 @dataclass(frozen=True)
 class Affine:
@@ -46,11 +48,7 @@ def dense_matrix(
 ) -> np.ndarray:
     """The matrix (d, d), d = h w, of a linear image map (a forward operator or its adjoint)
     on (h, w) images, row-major pixels: the map applied to every basis image, in float64."""
-    d = shape[0] * shape[1]
-    basis = torch.eye(d, dtype=torch.float64).reshape(d, 1, *shape)
-    with torch.no_grad():
-        columns = operator(basis).reshape(d, d)
-    return columns.T.numpy()
+    return operator_norms.dense_matrix(operator, (1, *shape)).numpy()
 
 
 def _sqrt_factor(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

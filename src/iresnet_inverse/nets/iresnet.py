@@ -8,11 +8,9 @@ phi = mean o Phi o copy on X), and the inverse used for reconstruction is mean o
 which inverts phi on the data because training stacks the targets (``objectives.py``).
 """
 
-import functools
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,71 +18,18 @@ import torch.nn.functional as F
 
 from iresnet_inverse.archs import ARCHITECTURES
 from iresnet_inverse.nets.implicit import implicit_fixed_point
+from iresnet_inverse.nets.kernels import compiled, conv_residual, dense_residual
 from iresnet_inverse.nets.lipschitz import LipschitzConv2d, LipschitzLinear, block_lipschitz
 from iresnet_inverse.nets.model import Model
 from iresnet_inverse.nets.preconditioner import fourier_preconditioner
-from iresnet_inverse.nets.solvers import Map, SolverConfig, SolverResult, channels_last, solve
-
-
-def soft_shrink(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """sign(x) max(|x| - t, 0), differentiable in the threshold t >= 0; 1-Lipschitz."""
-    return x - torch.clamp(x, -threshold, threshold)
-
-
-def _activate(x: torch.Tensor, name: str, threshold: torch.Tensor) -> torch.Tensor:
-    if name == "softshrink":
-        return soft_shrink(x, threshold)
-    if name == "elu":
-        return F.elu(x)
-    if name == "tanh":
-        return torch.tanh(x)
-    raise ValueError(f"unknown activation {name!r}; valid: softshrink, elu, tanh")
-
-
-# The residual functions as functions of their input, settings and weights alone: what
-# ``torch.compile`` traces. No module is an argument, so one compiled function serves every
-# block and every net (a graph per argument kind: grad mode and which inputs require grad,
-# with sizes dynamic), where a compiled method recompiled per block and fell back to eager.
-
-
-def conv_residual(
-    x: torch.Tensor,
-    padding: int,
-    w_in: torch.Tensor,
-    b_in: torch.Tensor,
-    threshold: torch.Tensor,
-    w_out: torch.Tensor,
-    b_out: torch.Tensor,
-) -> torch.Tensor:
-    """f(x) = conv1x1(softshrink(conv_k(x))) (``ConvResidual``)."""
-    h = soft_shrink(F.conv2d(x, w_in, b_in, padding=padding), threshold)
-    return F.conv2d(h, w_out, b_out)
-
-
-def dense_residual(
-    x: torch.Tensor, activation: str, threshold: torch.Tensor, *layers: torch.Tensor
-) -> torch.Tensor:
-    """f(x) = W_n act(... act(W_1 x + b_1) ...) + b_n (``DenseResidual``)."""
-    for i in range(0, len(layers), 2):
-        if i:
-            x = _activate(x, activation, threshold)
-        x = F.linear(x, layers[i], layers[i + 1])
-    return x
-
-
-@functools.cache
-def compiled(function: Callable[..., torch.Tensor], backend: str) -> Callable[..., torch.Tensor]:
-    """``function`` compiled once per backend, sizes dynamic (batch and image sizes vary).
-    The implicit backward differentiates one evaluation many times (``retain_graph``), which
-    AOTAutograd's donated buffers forbid: they are turned off (for this process), and so is
-    duck sizing, which ties a batch size to an equal weight size and recompiles when they part."""
-    import torch._functorch.config as aot_config
-    import torch.fx.experimental._config as shape_config
-
-    aot_config.donated_buffer = False
-    shape_config.use_duck_shape = False
-    return torch.compile(function, backend=backend, dynamic=True)
-
+from iresnet_inverse.nets.solvers import (
+    InverseResult,
+    Map,
+    SolverConfig,
+    SolverResult,
+    channels_last,
+    solve,
+)
 
 # Output convolutions start at N(0, (gain / sqrt(hidden))^2), not at zero: with a zero start every
 # lifted channel gets the same gradient, the symmetry between channels is never broken and an
@@ -228,22 +173,6 @@ class InvertibleBlock(torch.nn.Module):
                 precondition,
             )
         return result.x, result
-
-
-@dataclass
-class InverseResult:
-    """phi^-1(z) with solver statistics: per sample and block (blocks in inversion order)."""
-
-    x: torch.Tensor
-    iterations: torch.Tensor  # (batch, blocks) residual evaluations
-    residual: torch.Tensor  # (batch, blocks) final relative residuals
-    converged: torch.Tensor  # (batch,) every block reached the tolerance
-    block_solutions: list[torch.Tensor]  # each block's solution, usable as a warm start
-
-    @property
-    def evaluations(self) -> torch.Tensor:
-        """Residual-function evaluations per sample, summed over blocks."""
-        return self.iterations.sum(dim=1)
 
 
 class IResNet(Model):
@@ -431,8 +360,3 @@ def build_iresnet(
         ]
         return IResNet(blocks, lipschitz, lift=0, solver=solver)
     raise ValueError(f"unknown architecture kind {spec['kind']!r}; valid: conv, dense")
-
-
-def count_parameters(module: torch.nn.Module) -> int:
-    """Trainable parameters (buffers such as power vectors excluded)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -46,5 +46,9 @@ class Model(torch.nn.Module):
 
     def describe(self) -> dict[str, Any]:
         """What the model is, for logs and datasets: its class and its trainable parameters."""
-        parameters = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        return {"kind": type(self).__name__, "parameters": parameters}
+        return {"kind": type(self).__name__, "parameters": count_parameters(self)}
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    """Trainable parameters (buffers such as power vectors excluded)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -248,3 +248,19 @@ def solve(
 ) -> SolverResult:
     """Solve x = T(x) from ``x0`` with the configured method (preconditioned by P if given)."""
     return SOLVERS[config.method](T, x0, config, precondition)
+
+
+@dataclass
+class InverseResult:
+    """phi^-1(z) with solver statistics: per sample and block (blocks in inversion order)."""
+
+    x: torch.Tensor
+    iterations: torch.Tensor  # (batch, blocks) residual evaluations
+    residual: torch.Tensor  # (batch, blocks) final relative residuals
+    converged: torch.Tensor  # (batch,) every block reached the tolerance
+    block_solutions: list[torch.Tensor]  # each block's solution, usable as a warm start
+
+    @property
+    def evaluations(self) -> torch.Tensor:
+        """Residual-function evaluations per sample, summed over blocks."""
+        return self.iterations.sum(dim=1)

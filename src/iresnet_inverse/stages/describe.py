@@ -6,7 +6,7 @@ from typing import Any
 from iresnet_inverse.archs import ARCHITECTURES, BASELINES
 from iresnet_inverse.config import architecture, cells
 from iresnet_inverse.models import ModelMeta, build_network
-from iresnet_inverse.nets.iresnet import count_parameters
+from iresnet_inverse.nets.model import count_parameters
 
 # Trainable parameters in Table 1 of Arndt & Nickel (2024), shown beside ours for the built-in
 # specs (docs/methods.md, "Baselines": why our U-Net has fewer).

@@ -28,8 +28,7 @@ from iresnet_inverse.models import (
     save_model,
     snapshot_file,
 )
-from iresnet_inverse.nets.iresnet import count_parameters
-from iresnet_inverse.nets.model import Model
+from iresnet_inverse.nets.model import Model, count_parameters
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.operators import get_operator
 from iresnet_inverse.runtime import setup

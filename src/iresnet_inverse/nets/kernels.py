@@ -1,0 +1,69 @@
+"""The residual functions as pure functions of their input, settings and weights (what
+``torch.compile`` traces), and their activations: soft shrinkage with a learned threshold, ELU and
+tanh, all 1-Lipschitz."""
+
+import functools
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def soft_shrink(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """sign(x) max(|x| - t, 0), differentiable in the threshold t >= 0; 1-Lipschitz."""
+    return x - torch.clamp(x, -threshold, threshold)
+
+
+def activate(x: torch.Tensor, name: str, threshold: torch.Tensor) -> torch.Tensor:
+    if name == "softshrink":
+        return soft_shrink(x, threshold)
+    if name == "elu":
+        return F.elu(x)
+    if name == "tanh":
+        return torch.tanh(x)
+    raise ValueError(f"unknown activation {name!r}; valid: softshrink, elu, tanh")
+
+
+# The residual functions as functions of their input, settings and weights alone: what
+# ``torch.compile`` traces. No module is an argument, so one compiled function serves every
+# block and every net (a graph per argument kind: grad mode and which inputs require grad,
+# with sizes dynamic), where a compiled method recompiled per block and fell back to eager.
+
+
+def conv_residual(
+    x: torch.Tensor,
+    padding: int,
+    w_in: torch.Tensor,
+    b_in: torch.Tensor,
+    threshold: torch.Tensor,
+    w_out: torch.Tensor,
+    b_out: torch.Tensor,
+) -> torch.Tensor:
+    """f(x) = conv1x1(softshrink(conv_k(x))) (``ConvResidual``)."""
+    h = soft_shrink(F.conv2d(x, w_in, b_in, padding=padding), threshold)
+    return F.conv2d(h, w_out, b_out)
+
+
+def dense_residual(
+    x: torch.Tensor, activation: str, threshold: torch.Tensor, *layers: torch.Tensor
+) -> torch.Tensor:
+    """f(x) = W_n act(... act(W_1 x + b_1) ...) + b_n (``DenseResidual``)."""
+    for i in range(0, len(layers), 2):
+        if i:
+            x = activate(x, activation, threshold)
+        x = F.linear(x, layers[i], layers[i + 1])
+    return x
+
+
+@functools.cache
+def compiled(function: Callable[..., torch.Tensor], backend: str) -> Callable[..., torch.Tensor]:
+    """``function`` compiled once per backend, sizes dynamic (batch and image sizes vary).
+    The implicit backward differentiates one evaluation many times (``retain_graph``), which
+    AOTAutograd's donated buffers forbid: they are turned off (for this process), and so is
+    duck sizing, which ties a batch size to an equal weight size and recompiles when they part."""
+    import torch._functorch.config as aot_config
+    import torch.fx.experimental._config as shape_config
+
+    aot_config.donated_buffer = False
+    shape_config.use_duck_shape = False
+    return torch.compile(function, backend=backend, dynamic=True)
