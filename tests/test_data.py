@@ -10,6 +10,7 @@ from skimage import data as skdata
 from iresnet_inverse import config
 from iresnet_inverse.data import dead_leaves, sources
 from iresnet_inverse.data.patches import sample_patches, split_by_image, split_of
+from iresnet_inverse.errors import InputDataError
 from iresnet_inverse.stages.data import image_dataset, observation_dataset
 
 SMALL = {
@@ -116,7 +117,7 @@ def test_folder_reader(tmp_path: Path) -> None:
     np.testing.assert_allclose(images["g"], gray / 255.0)
     np.testing.assert_allclose(images["c"], color.rgb2gray(rgb), atol=1e-12)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no images"):
+    with pytest.raises(InputDataError, match="no images"):
         sources.folder_images(tmp_path / "empty")
 
 
