@@ -198,7 +198,8 @@ class IResNet(Model):
         if not self.lift_channels:
             return x
         lifted = x.expand(-1, self.lift_channels, -1, -1)
-        if channels_last(x) or channels_last(self.blocks[0].residual.conv_in.weight):
+        kernel = next((w for w in self.parameters() if w.dim() == 4), None)  # any conv weight
+        if channels_last(x) or (kernel is not None and channels_last(kernel)):
             return lifted.contiguous(memory_format=torch.channels_last)
         return lifted
 
