@@ -110,6 +110,20 @@ def test_layout_mirrors_the_pipeline() -> None:
     assert max(height(name) for name in graph) <= 7, floor
 
 
+def test_rules_type_each_path_once() -> None:
+    """A results path is written out once, in the rule that makes it: every other rule and
+    function names it as ``rules.X.output`` (filled per cell by ``Cell.fill``), and every rule
+    passes its own name as ``--rule {rule}``."""
+    sources = {p.name: p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk")}
+    paths = [m for text in sources.values() for m in re.findall(r'f"\{RESULTS\}/[^"]*"', text)]
+    assert len(paths) > 20, paths  # the rules were found
+    assert len(paths) == len(set(paths)), sorted(p for p in paths if paths.count(p) > 1)
+    in_functions = re.findall(r'f"\{RESULTS\}/[^"]*"', sources["common.smk"])
+    assert in_functions == ['f"{RESULTS}/data/{Observations.pattern()}/observations.nc"']
+    rule_arguments = re.findall(r"--rule (\S+)", "\n".join(sources.values()))
+    assert rule_arguments and set(rule_arguments) == {"{rule}"}, rule_arguments
+
+
 # The lints left on purpose, each explained where it arises (Snakefile, common.smk).
 ACCEPTED_LINTS = {
     "Specify a conda environment or container for each rule",

@@ -57,6 +57,11 @@ class Cell(Mapping[str, Any]):
         """The cell's directory: ``operator~blur/noise_level~0.01/...``."""
         return "/".join(f"{k}~{v}" for k, v in zip(self.KEYS, self.path_values, strict=True))
 
+    def fill(self, pattern: str, **wildcards: str) -> str:
+        """A Snakemake output pattern (e.g. ``rules.train.output.model``) for this cell, its other
+        wildcards given by name."""
+        return pattern.format(**dict(zip(self.KEYS, self.path_values, strict=True)), **wildcards)
+
     @property
     def path_values(self) -> tuple[str, ...]:
         """The values as they appear in paths: two cells with one key share their files."""

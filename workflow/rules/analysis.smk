@@ -31,7 +31,7 @@ rule probe:
 
 rule combine_probe:
     input:
-        lambda wc: [f"{RESULTS}/analysis/{c.dir}/{wc.probe}.nc" for c in ANALYSIS_CELLS],
+        lambda wc: cell_files(rules.probe.output[0], ANALYSIS_CELLS, probe=wc.probe),
     output:
         f"{RESULTS}/datasets/{{probe}}.nc",
     log:

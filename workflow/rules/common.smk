@@ -93,12 +93,19 @@ def config_json(*sections):
     return json.dumps({s: config[s] for s in sections}, sort_keys=True)
 
 
+def cell_files(pattern, cells, **wildcards):
+    """A rule's output pattern (``rules.X.output``) filled in for each cell."""
+    return [cell.fill(pattern, **wildcards) for cell in cells]
+
+
+def figure_files(names):
+    """The PNG and PDF of each named figure."""
+    return [path for name in names for path in expand(rules.figure.output, figure=name)]
+
+
 def observation_files():
-    return [
-        f"{RESULTS}/data/{Observations(op, d).dir}/observations.nc"
-        for op, deltas in NOISE_LEVELS.items()
-        for d in deltas
-    ]
+    cells = [Observations(op, d) for op, deltas in NOISE_LEVELS.items() for d in deltas]
+    return cell_files(rules.observe.output[0], cells)
 
 
 def cell_job_json(wc, *sections):
@@ -114,63 +121,33 @@ def all_targets():
     # while everything downstream is present, so a forced rerun killed mid-training would leave
     # the cell "complete" without its model.
     image_study = [
-        *[f"{RESULTS}/train/{c.dir}/{name}" for c in CELLS for name in ("model.pt", "history.nc")],
-        f"{RESULTS}/data/images.nc",
+        *cell_files(rules.train.output.model, CELLS),
+        *cell_files(rules.train.output.history, CELLS),
+        *rules.data.output,
         *observation_files(),
-        *expand(f"{RESULTS}/figures/operators.{{ext}}", ext=["png", "pdf"]),
-        f"{RESULTS}/datasets/reconstruction.nc",
-        f"{RESULTS}/datasets/methods.csv",
+        *figure_files(["operators"]),
+        *rules.combine_reconstruction.output,
+        *rules.methods_table.output,
+        *figure_files(reconstruction_figures()),
+    ]
+    training = [*rules.combine_training.output, *figure_files(TRAINING_FIGURES)]
+    search = [*rules.combine_search.output, *figure_files(SEARCH_FIGURES)]
+    scaling = [*rules.combine_scaling.output, *rules.scaling_table.output]
+    analysis = [*expand(rules.combine_probe.output, probe=PROBES)]
+    gaussian = [*rules.gaussian_reference.output, *rules.gaussian_check.output]
+    toy = [
+        *rules.combine_toy2d.output,
+        *rules.toy_claims.output,
+        *figure_files(toy_figures(TOY_CELLS)),
     ]
     return [
         *(image_study if CELLS else []),
-        *(
-            [f"{RESULTS}/datasets/training.nc"]
-            + [f"{RESULTS}/figures/{n}.{ext}" for n in TRAINING_FIGURES for ext in ("png", "pdf")]
-            if TRAINED_CELLS
-            else []
-        ),
-        *[
-            f"{RESULTS}/figures/{name}.{ext}"
-            for name in (reconstruction_figures() if CELLS else [])
-            for ext in ("png", "pdf")
-        ],
-        *(
-            [f"{RESULTS}/datasets/search.nc"]
-            + [f"{RESULTS}/figures/{n}.{ext}" for n in SEARCH_FIGURES for ext in ("png", "pdf")]
-            if SEARCH_CELLS
-            else []
-        ),
-        *(
-            [f"{RESULTS}/datasets/scaling.nc", f"{RESULTS}/datasets/scaling.csv"]
-            + [f"{RESULTS}/figures/{n}.{ext}" for n in SCALING_FIGURES for ext in ("png", "pdf")]
-            if SCALING_CELLS
-            else []
-        ),
-        *(
-            [f"{RESULTS}/datasets/{probe}.nc" for probe in PROBES]
-            + [
-                f"{RESULTS}/figures/{name}.{ext}"
-                for name in ANALYSIS_FIGURES
-                for ext in ("png", "pdf")
-            ]
-            if ANALYSIS_CELLS
-            else []
-        ),
-        *(
-            [f"{RESULTS}/datasets/gaussian_reference.nc", f"{RESULTS}/datasets/gaussian_check.csv"]
-            if GAUSSIAN_CHECK
-            else []
-        ),
-        *(
-            [f"{RESULTS}/datasets/toy2d.nc", f"{RESULTS}/datasets/toy_claims.csv"]
-            + [
-                f"{RESULTS}/figures/{name}.{ext}"
-                for name in toy_figures(TOY_CELLS)
-                for ext in ("png", "pdf")
-            ]
-            if config["toy2d"]["grid"]
-            else []
-        ),
+        *(training if TRAINED_CELLS else []),
+        *(search if SEARCH_CELLS else []),
+        *(scaling + figure_files(SCALING_FIGURES) if SCALING_CELLS else []),
+        *(analysis + figure_files(ANALYSIS_FIGURES) if ANALYSIS_CELLS else []),
+        *(gaussian if GAUSSIAN_CHECK else []),
+        *(toy if config["toy2d"]["grid"] else []),
     ]
 
 
@@ -183,7 +160,7 @@ def train_settings(wc):
 
 def search_input(wc):
     """The search's results, for a cell whose architecture is searched."""
-    return [f"{RESULTS}/datasets/search.nc"] if wc.arch in SEARCHED_ARCHS else []
+    return [*rules.combine_search.output] if wc.arch in SEARCHED_ARCHS else []
 
 
 def warm_start_input(wc):
@@ -191,7 +168,7 @@ def warm_start_input(wc):
     if source is None or source == wc.objective:
         return []
     start = ImageCell.of({**dict(wc.items()), "objective": source})
-    return [f"{RESULTS}/train/{start.dir}/model.pt"]
+    return [start.fill(rules.train.output.model)]
 
 
 # Hyperparameter search
@@ -207,7 +184,7 @@ def trial_job_json(wc):
 
 def search_trial_histories():
     return [
-        f"{RESULTS}/search/{c.dir}/trial~{t}/history.nc"
+        c.fill(rules.search_trial.output.history, trial=str(t))
         for c in SEARCH_CELLS
         for t in range(config["search"]["trials"])
     ]
@@ -234,9 +211,8 @@ for _stale in remove_stale_results(
 
 
 def toy_files():
-    cells = [f"{RESULTS}/toy2d/cells/{c.dir}/results.nc" for c in TOY_CELLS]
-    problems = sorted({ToyReference.of(c).dir for c in TOY_CELLS})
-    return cells, [f"{RESULTS}/toy2d/reference/{p}/reference.nc" for p in problems]
+    references = {ToyReference.of(c).fill(rules.toy_reference.output[0]) for c in TOY_CELLS}
+    return cell_files(rules.toy_train.output[0], TOY_CELLS), sorted(references)
 
 
 # The Gaussian-prior check: the blur cells of a config with data.source gaussian (the one
@@ -247,10 +223,8 @@ GAUSSIAN_CHECK = config["data"]["source"] == "gaussian" and bool(GAUSSIAN_CELLS)
 
 
 def gaussian_observation_files():
-    return [
-        f"{RESULTS}/data/{Observations('blur', d).dir}/observations.nc"
-        for d in NOISE_LEVELS.get("blur", [])
-    ]
+    cells = [Observations("blur", d) for d in NOISE_LEVELS.get("blur", [])]
+    return cell_files(rules.observe.output[0], cells)
 
 
 def gaussian_noise_factors():

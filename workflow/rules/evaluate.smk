@@ -27,7 +27,7 @@ rule evaluate:
 
 rule combine_reconstruction:
     input:
-        [f"{RESULTS}/evaluate/{c.dir}/metrics.nc" for c in CELLS],
+        cell_files(rules.evaluate.output[0], CELLS),
     output:
         f"{RESULTS}/datasets/reconstruction.nc",
     log:
@@ -40,7 +40,7 @@ rule combine_reconstruction:
 
 rule methods_table:
     input:
-        histories=[f"{RESULTS}/train/{c.dir}/history.nc" for c in CELLS],
+        histories=cell_files(rules.train.output.history, CELLS),
         reconstruction=rules.combine_reconstruction.output[0],
     output:
         report(
@@ -59,7 +59,7 @@ rule methods_table:
 
 rule combine_training:
     input:
-        [f"{RESULTS}/train/{c.dir}/history.nc" for c in TRAINED_CELLS],
+        cell_files(rules.train.output.history, TRAINED_CELLS),
     output:
         f"{RESULTS}/datasets/training.nc",
     log:
@@ -95,7 +95,7 @@ rule evaluate_snapshots:
 
 rule combine_scaling:
     input:
-        [f"{RESULTS}/evaluate/{c.dir}/scaling.nc" for c in SCALING_CELLS],
+        cell_files(rules.evaluate_snapshots.output[0], SCALING_CELLS),
     output:
         f"{RESULTS}/datasets/scaling.nc",
     log:
