@@ -24,16 +24,10 @@ def tf32(t: torch.Tensor) -> torch.Tensor:
     return ((bits + 0xFFF + ((bits >> 13) & 1)) & ~0x1FFF).view(torch.float32)
 
 
-def tf32_conv_residual(
-    x: torch.Tensor,
-    padding: int,
-    w_in: torch.Tensor,
-    b_in: torch.Tensor,
-    threshold: torch.Tensor,
-    w_out: torch.Tensor,
-    b_out: torch.Tensor,
-) -> torch.Tensor:
-    """``kernels.conv_residual`` with TF32 convolutions."""
+def tf32_conv_residual(x: torch.Tensor, padding: int, *weights: torch.Tensor) -> torch.Tensor:
+    """``kernels.conv_residual`` with TF32 convolutions (``weights``: w_in, b_in, threshold,
+    w_out, b_out, as there)."""
+    w_in, b_in, threshold, w_out, b_out = weights
     h = kernels.soft_shrink(F.conv2d(tf32(x), tf32(w_in), b_in, padding=padding), threshold)
     return F.conv2d(tf32(h), tf32(w_out), b_out)
 

@@ -438,7 +438,7 @@ def test_probe_datasets_of_a_random_net():
     blur = get_operator("blur")
     named = np.random.default_rng(0).random((2, size, size)).astype(np.float32)
     names = ["a", "b"]
-    directional = probes.directional_dataset(net, blur, named, names, PROBE_SETTINGS)
+    directional = probes.directional_dataset(probes.Probed(net, blur, named, names), PROBE_SETTINGS)
     assert directional["direction"].shape == (2, 2, size, size)
     norms = np.sqrt((directional["direction"] ** 2).sum(("ny", "nx")))
     np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
@@ -451,12 +451,14 @@ def test_probe_datasets_of_a_random_net():
     assert float(directional["lifted_norm"].sel(name="b", region="image")) == pytest.approx(
         float(expected[0]), rel=1e-5
     )
-    blind = probes.directional_dataset(lambda x: 2 * x, blur, named[:1], ["a"], PROBE_SETTINGS)
+    blind = probes.directional_dataset(
+        probes.Probed(lambda x: 2 * x, blur, named[:1], ["a"]), PROBE_SETTINGS
+    )
     assert np.isnan(blind["lifted_norm"]).all()  # no iResNet, no lifted core
     subject = directional["direction"].sel(region="subject").where(directional["subject_mask"] == 0)
     assert float(abs(subject).max()) == 0.0  # subject directions vanish outside the mask
 
-    saliency = probes.saliency_dataset(net, blur, named, names, PROBE_SETTINGS)
+    saliency = probes.saliency_dataset(probes.Probed(net, blur, named, names), PROBE_SETTINGS)
     assert saliency["kernel"].shape == (2, 2, 40, 9, 9)
     rows, cols = saliency["pixel_row"].values, saliency["pixel_col"].values
     interior = (np.minimum(rows, cols) >= 5) & (np.maximum(rows, cols) < size - 5)  # no reflection
@@ -480,7 +482,9 @@ def test_manual_cluster_means_run_over_the_test_split():
     for i, s in enumerate(range(6, 11)):
         test[i, s : s + 5, 7:13] = 1.0  # a bar, its edges >= 5 pixels inside
     test[4] = np.random.default_rng(1).random((20, 20))
-    ds = probes.saliency_dataset(net, blur, named, ["a", "b"], PROBE_SETTINGS, test=test)
+    ds = probes.saliency_dataset(
+        probes.Probed(net, blur, named, ["a", "b"]), PROBE_SETTINGS, test=test
+    )
     assert int(ds["manual_images"]) == 5
     images = [torch.as_tensor(t)[None, None] for t in test]
     for which, G in (("operator", blur), ("network", net)):
@@ -493,5 +497,5 @@ def test_manual_cluster_means_run_over_the_test_split():
     bars = manual_cluster_means(blur, images[:4], PROBE_SETTINGS["per_cluster"], 9)
     np.testing.assert_allclose(bars.edge, _blur_crop(), atol=1e-5)  # F's own kernel on edges
     assert "test images" in ds["manual_kernel"].attrs["long_name"]
-    fallback = probes.saliency_dataset(net, blur, named, ["a", "b"], PROBE_SETTINGS)
+    fallback = probes.saliency_dataset(probes.Probed(net, blur, named, ["a", "b"]), PROBE_SETTINGS)
     assert int(fallback["manual_images"]) == 2  # without a test split: the named images

@@ -38,6 +38,11 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _is_module(name: str) -> bool:
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
 def _imports(path: Path) -> tuple[set[str], set[str]]:
     """The package modules a file imports at module level, and inside functions."""
     top, inner = set(), set()
@@ -53,7 +58,9 @@ def _imports(path: Path) -> tuple[set[str], set[str]]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            subs = [f"{node.module}.{a.name}" for a in node.names]
+            # ``from package import submodule`` imports the submodule, not the package's names.
+            names = subs if all(_is_module(n) for n in subs) else [node.module, *subs]
         names = [n for n in names if n.startswith("iresnet_inverse")]
         (inner if id(node) in nested else top).update(names)
     return top, inner

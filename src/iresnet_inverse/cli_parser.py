@@ -87,26 +87,19 @@ def _cell_parsers(sub: argparse._SubParsersAction, parents: Parents) -> None:
     p = sub.add_parser(
         "evaluate", parents=[parents.job], help="evaluate a trained cell on the test split"
     )
-    p.add_argument("--model", required=True)
-    p.add_argument("--images", required=True)
-    p.add_argument("--observations", required=True)
-    p.add_argument("--out", required=True)
+    _required(p, "--model", "--images", "--observations", "--out")
 
     p = sub.add_parser(
         "evaluate-snapshots", parents=[parents.job], help="test PSNR of a cell's train.snapshots"
     )
     p.add_argument("--train-dir", required=True, help="the cell's training directory")
-    p.add_argument("--images", required=True)
-    p.add_argument("--observations", required=True)
-    p.add_argument("--out", required=True)
+    _required(p, "--images", "--observations", "--out")
 
     p = sub.add_parser(
         "probe", parents=[parents.job], help="what a trained cell learned, on the named images"
     )
     p.add_argument("probe", choices=PROBES)
-    p.add_argument("--model", required=True)
-    p.add_argument("--images", required=True)
-    p.add_argument("--out", required=True)
+    _required(p, "--model", "--images", "--out")
 
 
 def _toy_parsers(sub: argparse._SubParsersAction, parents: Parents) -> None:
@@ -125,10 +118,14 @@ def _toy_parsers(sub: argparse._SubParsersAction, parents: Parents) -> None:
     p.add_argument("--reference", required=True)
     p.add_argument("--out-dir", required=True, help="writes results.nc here")
 
-    p = sub.add_parser("toy-claims", parents=[parents.common], help="the toy study's claims as CSV")
-    p.add_argument("toy", help="toy2d.nc (the combined toy study)")
-    p.add_argument("--out", required=True)
-    p.set_defaults(threads=None)
+    _aggregation(
+        sub,
+        parents,
+        "toy-claims",
+        "the toy study's claims as CSV",
+        "toy",
+        "toy2d.nc (the combined toy study)",
+    )
 
 
 def _gaussian_parsers(sub: argparse._SubParsersAction, parents: Parents) -> None:
@@ -155,46 +152,60 @@ def _gaussian_parsers(sub: argparse._SubParsersAction, parents: Parents) -> None
     p.add_argument("--out", required=True)
 
 
+def _required(p: argparse.ArgumentParser, *flags: str) -> None:
+    """File options that a command cannot run without."""
+    for flag in flags:
+        p.add_argument(flag, required=True)
+
+
+def _aggregation(
+    sub: argparse._SubParsersAction,
+    parents: Parents,
+    name: str,
+    description: str,
+    inputs: str,
+    inputs_help: str | None = None,
+) -> argparse.ArgumentParser:
+    """A command that reads datasets and writes one with ``--out``, without torch threads;
+    ``inputs`` names its positional argument (``+`` at the end: one or more files)."""
+    p = sub.add_parser(name, parents=[parents.common], help=description)
+    many = inputs.endswith("+")
+    p.add_argument(inputs.rstrip("+"), nargs="+" if many else None, help=inputs_help)
+    p.add_argument("--out", required=True)
+    p.set_defaults(threads=None)
+    return p
+
+
 def _table_parsers(sub: argparse._SubParsersAction, parents: Parents) -> None:
     """The study's datasets, tables and figures, from the cells' files (no torch threads)."""
-    p = sub.add_parser(
-        "combine", parents=[parents.common], help="combine per-cell NetCDF files into one"
-    )
-    p.add_argument("inputs", nargs="+")
-    p.add_argument("--out", required=True)
+    p = _aggregation(sub, parents, "combine", "combine per-cell NetCDF files into one", "inputs+")
     p.add_argument("--title", default="study dataset")
     p.add_argument(
         "--also", nargs="+", help="a second group of files, combined on its own, then merged"
     )
-    p.set_defaults(threads=None)
-
-    p = sub.add_parser(
-        "search-table", parents=[parents.common], help="the search trials, best per arch"
+    histories = "history.nc of every cell"
+    _aggregation(
+        sub,
+        parents,
+        "search-table",
+        "the search trials, best per arch",
+        "histories+",
+        "history.nc of every trial",
     )
-    p.add_argument("histories", nargs="+", help="history.nc of every trial")
-    p.add_argument("--out", required=True)
-    p.set_defaults(threads=None)
-
-    p = sub.add_parser("methods-table", parents=[parents.common], help="Table 1 as CSV")
-    p.add_argument("histories", nargs="+", help="history.nc of every cell")
+    p = _aggregation(sub, parents, "methods-table", "Table 1 as CSV", "histories+", histories)
     p.add_argument("--reconstruction", help="reconstruction.nc, for test PSNR/SSIM columns")
-    p.add_argument("--out", required=True)
-    p.set_defaults(threads=None)
-
-    p = sub.add_parser(
-        "training-curves", parents=[parents.common], help="learning curves of all cells"
+    _aggregation(
+        sub, parents, "training-curves", "learning curves of all cells", "histories+", histories
     )
-    p.add_argument("histories", nargs="+", help="history.nc of every cell")
-    p.add_argument("--out", required=True)
-    p.set_defaults(threads=None)
-
-    p = sub.add_parser(
-        "scaling-table", parents=[parents.common], help="dB per doubling of the budget"
+    p = _aggregation(
+        sub,
+        parents,
+        "scaling-table",
+        "dB per doubling of the budget",
+        "scaling",
+        "scaling.nc (the combined budget curves)",
     )
-    p.add_argument("scaling", help="scaling.nc (the combined budget curves)")
     p.add_argument("--reconstruction", required=True, help="reconstruction.nc (for TV)")
-    p.add_argument("--out", required=True)
-    p.set_defaults(threads=None)
 
     p = sub.add_parser(
         "figure", parents=[parents.common], help="draw one figure from NetCDF inputs"

@@ -9,7 +9,7 @@ test split (the paper clusters each test image); the named images are for the pi
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -20,20 +20,8 @@ from iresnet_inverse.artifacts import read_dataset, variable
 from iresnet_inverse.data.splits import paired_split
 from iresnet_inverse.jobs import Job
 from iresnet_inverse.models import load_trained_cell
+from iresnet_inverse.probes import directional, edges
 from iresnet_inverse.probes.clustering import select_k, spectral_clusters
-from iresnet_inverse.probes.directional import (
-    DirectionalResult,
-    lifted_core,
-    lifted_directional_norms,
-    load_mask,
-    max_regularization_direction,
-    subject_mask,
-)
-from iresnet_inverse.probes.edges import (
-    canny_edges,
-    cluster_edge_stats,
-    manual_cluster_means,
-)
 from iresnet_inverse.probes.saliency import saliency_kernels, sample_pixels
 from iresnet_inverse.runtime import setup
 
@@ -51,9 +39,9 @@ def subject_masks(named: np.ndarray, names: list[str], settings: Mapping[str, An
     masks = settings.get("masks", {})
     return np.stack(
         [
-            load_mask(masks[name], img.shape)
+            directional.load_mask(masks[name], img.shape)
             if name in masks
-            else subject_mask(img, settings.get("subject", "otsu"))
+            else directional.subject_mask(img, settings.get("subject", "otsu"))
             for name, img in zip(names, named, strict=True)
         ]
     )
@@ -65,9 +53,9 @@ def _strongest_direction(
     x0: torch.Tensor,
     mask: np.ndarray | None,
     settings: Mapping[str, Any],
-) -> DirectionalResult:
+) -> directional.DirectionalResult:
     """``max_regularization_direction`` at x0 with the probe's settings."""
-    return max_regularization_direction(
+    return directional.max_regularization_direction(
         phi,
         operator,
         x0,
@@ -79,28 +67,33 @@ def _strongest_direction(
     )
 
 
-def directional_dataset(
-    phi: ImageMap,
-    operator: ImageMap,
-    named: np.ndarray,
-    names: list[str],
-    settings: Mapping[str, Any],
-    device: torch.device | str = "cpu",
-) -> xr.Dataset:
+class Probed(NamedTuple):
+    """What a probe looks at: the net's map phi against the operator F, at the named images
+    (N, H, W) with their names, computed on ``device``."""
+
+    phi: ImageMap
+    operator: ImageMap
+    named: np.ndarray
+    names: list[str]
+    device: torch.device | str = "cpu"
+
+
+def directional_dataset(probed: Probed, settings: Mapping[str, Any]) -> xr.Dataset:
     """Directions h maximizing ||D phi h||^2 - ||D F h||^2 at every named image, over the whole
     image and restricted to its subject, with both norms and the ascent traces.
 
     For an iResNet phi = mean o Phi o c also ``lifted_norm`` = ||D Phi(c x0)(c h)|| / sqrt(M) on
     the same h: the quantity that the Lipschitz constraint bounds below by 1 - L (see
     ``analysis.directional``); ``phi_norm`` has no such bound when M > 1. NaN for other nets."""
-    device = torch.device(device)
+    phi, operator, named, names = probed[:4]
+    device = torch.device(probed.device)
     masks = subject_masks(named, names, settings)
     steps = settings["steps"]
     shape = (len(names), len(REGIONS))
     direction = np.zeros((*shape, *named.shape[1:]), dtype=np.float32)
     phi_norm, operator_norm, gain = (np.zeros(shape) for _ in range(3))
     lifted_norm = np.full(shape, np.nan)
-    lifted = lifted_core(phi) is not None
+    lifted = directional.lifted_core(phi) is not None
     trace = np.full((*shape, steps + 1), np.nan)
     jobs = [(i, r) for i in range(len(names)) for r in range(len(REGIONS))]
     for i, r in tqdm(jobs, desc="directional derivatives", mininterval=5):
@@ -109,7 +102,9 @@ def directional_dataset(
         direction[i, r] = result.direction[0, 0].cpu().numpy()
         if lifted:
             lifted_norm[i, r] = float(
-                lifted_directional_norms(phi, _image(named, i, device), result.direction)[0]
+                directional.lifted_directional_norms(
+                    phi, _image(named, i, device), result.direction
+                )[0]
             )
         phi_norm[i, r], operator_norm[i, r] = result.phi_norm, result.operator_norm
         gain[i, r] = result.objective
@@ -151,7 +146,7 @@ def _spectral_clusters(
     count, weak_share, strong_share = (np.zeros((len(MAPS), n_img, k)) for _ in range(3))
     edge_cluster = np.zeros((len(MAPS), n_img), dtype=np.int8)
     seconds = np.zeros(len(MAPS))
-    edge_maps = [canny_edges(image) for image in named]
+    edge_maps = [edges.canny_edges(image) for image in named]
     jobs = [(m, i) for m in range(len(MAPS)) for i in range(n_img)]
     for m, i in tqdm(jobs, desc="saliency maps", mininterval=5):
         start = time.perf_counter()
@@ -159,14 +154,16 @@ def _spectral_clusters(
         seconds[m] += time.perf_counter() - start
         kernel[m, i] = result.kernels
         label[m, i] = spectral_clusters(result.kernels, k, seed)
-        stats = cluster_edge_stats(result.kernels, label[m, i], pixels, edge_maps[i])
+        stats = edges.cluster_edge_stats(result.kernels, label[m, i], pixels, edge_maps[i])
         found = len(stats.counts)  # spectral clustering may leave a cluster empty
         cluster_kernel[m, i, :found] = stats.mean_kernels
         count[m, i, :found], edge_cluster[m, i] = stats.counts, stats.edge_cluster
         weak_share[m, i, :found] = stats.weak_share
         strong_share[m, i, :found] = stats.strong_share
     per_cluster, img = ("map", "name", "cluster"), ("name", "ny", "nx")
-    edges = {kind: np.stack([getattr(e, kind) for e in edge_maps]) for kind in ("weak", "strong")}
+    edge_pixels = {
+        kind: np.stack([getattr(e, kind) for e in edge_maps]) for kind in ("weak", "strong")
+    }
     return xr.Dataset(
         {
             "kernel": variable(
@@ -184,8 +181,10 @@ def _spectral_clusters(
             "edge_cluster": variable(
                 ("map", "name"), edge_cluster, "cluster with the most edge pixels"
             ),
-            "weak_edge": variable(img, edges["weak"].astype(np.int8), "weak Canny edge"),
-            "strong_edge": variable(img, edges["strong"].astype(np.int8), "strong Canny edge"),
+            "weak_edge": variable(img, edge_pixels["weak"].astype(np.int8), "weak Canny edge"),
+            "strong_edge": variable(
+                img, edge_pixels["strong"].astype(np.int8), "strong Canny edge"
+            ),
             "saliency_seconds": variable(
                 ("map",), seconds, "time for the saliency kernels of all named images", "s"
             ),
@@ -229,7 +228,7 @@ def _manual_clusters(
     manual = np.zeros((len(MAPS), 2, settings["crop"], settings["crop"]))
     pixels = np.zeros(2, dtype=np.int64)
     for m, name in enumerate(MAPS):
-        means = manual_cluster_means(
+        means = edges.manual_cluster_means(
             maps[name],
             (_image(images, i, device) for i in range(len(images))),
             settings["per_cluster"],
@@ -256,13 +255,7 @@ def _manual_clusters(
 
 
 def saliency_dataset(
-    phi: ImageMap,
-    operator: ImageMap,
-    named: np.ndarray,
-    names: list[str],
-    settings: Mapping[str, Any],
-    device: torch.device | str = "cpu",
-    test: np.ndarray | None = None,
+    probed: Probed, settings: Mapping[str, Any], test: np.ndarray | None = None
 ) -> xr.Dataset:
     """Saliency kernels of F and phi at one fixed pixel set P on every named image, their
     spectral clusters with edge statistics, the elbow/gap/gap* curves (first image) and the
@@ -271,7 +264,8 @@ def saliency_dataset(
     The manual means pool the ``per_cluster`` edge and smooth pixels of every image of ``test``
     (n, H, W), the test split, so that every sampled pixel weighs the same; ``test=None`` falls
     back to the named images. How many images and pixels went in is recorded."""
-    device = torch.device(device)
+    phi, operator, named, names = probed[:4]
+    device = torch.device(probed.device)
     manual_source = named if test is None else np.asarray(test, dtype=np.float32)
     if manual_source.ndim != 3 or not len(manual_source):
         raise ValueError(f"need a stack (n, H, W) of test images, got {manual_source.shape}")
@@ -316,6 +310,5 @@ def probe_model_file(probe: str, model_path: str, images_path: str, job: Job) ->
     extra = {}
     if probe == "saliency":
         extra["test"] = paired_split(images, None, "test")[0]
-    return PROBES[probe](
-        net, operator.eval(), named, names, job.section("analysis"), device, **extra
-    )
+    probed = Probed(net, operator.eval(), named, names, device)
+    return PROBES[probe](probed, job.section("analysis"), **extra)

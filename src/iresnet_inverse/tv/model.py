@@ -1,6 +1,8 @@
 """TV reconstruction as one call (the solver chosen by the operator) and as a model that the
 workflow trains, saves and applies like the networks."""
 
+from typing import Any
+
 import torch
 
 from iresnet_inverse.nets.model import Model
@@ -11,20 +13,15 @@ from iresnet_inverse.tv.pdhg import tv_pdhg
 
 
 def tv_reconstruct(
-    operator: torch.nn.Module | None,
-    z: torch.Tensor,
-    alpha: float,
-    tol: float = 1e-4,
-    max_iter: int = 2000,
-    x0: torch.Tensor | None = None,
-    dual0: tuple[torch.Tensor, ...] = (),
+    operator: torch.nn.Module | None, z: torch.Tensor, alpha: float, **options: Any
 ) -> TVResult:
     """TV reconstruction of the batch ``z``: PDHG for linear operators (and ``None`` =
-    identity), monotone FISTA otherwise. ``x0``/``dual0`` warm-start from a previous result of
+    identity), monotone FISTA otherwise. ``options`` go to the solver: ``tol`` (1e-4),
+    ``max_iter`` (2000 here, for both), ``x0``/``dual0`` to warm-start from a previous result of
     the same operator (its ``x`` and ``dual``)."""
-    if operator is None or is_linear(operator):
-        return tv_pdhg(operator, z, alpha, tol=tol, max_iter=max_iter, x0=x0, dual0=dual0)
-    return tv_fista(operator, z, alpha, tol=tol, max_iter=max_iter, x0=x0, dual0=dual0)
+    options.setdefault("max_iter", 2000)
+    solver = tv_pdhg if operator is None or is_linear(operator) else tv_fista
+    return solver(operator, z, alpha, **options)
 
 
 class TotalVariation(Model):

@@ -8,17 +8,7 @@ import torch
 
 from iresnet_inverse.errors import ConfigError
 from iresnet_inverse.operators.linear import is_linear
-from iresnet_inverse.tv.discrete import (
-    GRAD_NORM_SQ,
-    TVResult,
-    apply_operator,
-    check_alpha,
-    div,
-    grad,
-    per_image,
-    project_balls,
-    relative_change,
-)
+from iresnet_inverse.tv import discrete
 from iresnet_inverse.tv.norms import operator_norm
 
 
@@ -44,7 +34,7 @@ def tv_pdhg(
     op_norm: float | None = None,
     adaptive: bool = True,
     dual0: tuple[torch.Tensor, ...] = (),
-) -> TVResult:
+) -> discrete.TVResult:
     """Chambolle-Pock PDHG (2011, Algorithm 1, theta = 1) for a linear ``operator`` A
     (``None``: identity), with K = [A; grad], G = 0 and F*(y, p) = F1*(y) + F2*(p):
 
@@ -60,14 +50,14 @@ def tv_pdhg(
     """
     if operator is not None and not is_linear(operator):
         raise ConfigError("tv_pdhg needs a linear operator with an adjoint; use tv_fista")
-    check_alpha(alpha)
+    discrete.check_alpha(alpha)
     if op_norm is None:
         op_norm = 1.02 * operator_norm(operator, z)
     with torch.no_grad():
         z = z.detach()
         x = (z if x0 is None else x0).detach().clone()
         shape = (x.shape[0], *([1] * (x.ndim - 1)))
-        step = 0.99 / math.sqrt(op_norm**2 + GRAD_NORM_SQ)
+        step = 0.99 / math.sqrt(op_norm**2 + discrete.GRAD_NORM_SQ)
         tau = torch.full(shape, step, dtype=x.dtype, device=x.device)
         sigma = tau.clone()
         rate = torch.full(shape, 0.5, dtype=x.dtype, device=x.device)  # adaptation strength
@@ -76,13 +66,13 @@ def tv_pdhg(
         while it < max_iter:
             it += 1
             new = _pdhg_step(operator, now, z, alpha, tau, sigma)
-            change = relative_change(new.x, now.x)
+            change = discrete.relative_change(new.x, now.x)
             if adaptive:
                 tau, sigma, rate = _balance_steps(now, new, tau, sigma, rate)
             now = new
             if change < tol and (it > 1 or dual0):  # from zero duals the first step is zero
                 break
-    return TVResult(now.x, it, change < tol, change, (now.y, now.p))
+    return discrete.TVResult(now.x, it, change < tol, change, (now.y, now.p))
 
 
 def _adjoint(operator: torch.nn.Module | None, y: torch.Tensor) -> torch.Tensor:
@@ -100,12 +90,12 @@ def _first_iterate(
     """x with zero duals, or with the duals ``dual0`` of a previous result (p projected onto
     this alpha's balls)."""
     if dual0:
-        y, p = dual0[0].detach().clone(), project_balls(dual0[1].detach(), alpha)
-        kty = _adjoint(operator, y) - div(p)  # K^T (y, p) = A^T y - div p
+        y, p = dual0[0].detach().clone(), discrete.project_balls(dual0[1].detach(), alpha)
+        kty = _adjoint(operator, y) - discrete.div(p)  # K^T (y, p) = A^T y - div p
     else:
-        y, p = torch.zeros_like(z), torch.zeros_like(grad(x))
+        y, p = torch.zeros_like(z), torch.zeros_like(discrete.grad(x))
         kty = torch.zeros_like(x)
-    return _Iterate(x, y, p, apply_operator(operator, x), grad(x), kty)
+    return _Iterate(x, y, p, discrete.apply_operator(operator, x), discrete.grad(x), kty)
 
 
 def _pdhg_step(
@@ -118,11 +108,11 @@ def _pdhg_step(
 ) -> _Iterate:
     """One step of Algorithm 1: the primal step, then both dual proxes at x_bar = 2 x_new - x."""
     x_new = now.x - tau * now.kty
-    ax_new, gx_new = apply_operator(operator, x_new), grad(x_new)
+    ax_new, gx_new = discrete.apply_operator(operator, x_new), discrete.grad(x_new)
     # K x_bar with x_bar = 2 x_new - x, by linearity from the stored K x.
     y_new = (now.y + sigma * (2.0 * ax_new - now.ax - z)) / (1.0 + sigma)
-    p_new = project_balls(now.p + sigma[..., None] * (2.0 * gx_new - now.gx), alpha)
-    kty_new = _adjoint(operator, y_new) - div(p_new)
+    p_new = discrete.project_balls(now.p + sigma[..., None] * (2.0 * gx_new - now.gx), alpha)
+    kty_new = _adjoint(operator, y_new) - discrete.div(p_new)
     return _Iterate(x_new, y_new, p_new, ax_new, gx_new, kty_new)
 
 
@@ -135,10 +125,10 @@ def _balance_steps(
     denoising and deblurring and with alpha; in our checks balancing reached a given objective
     accuracy in up to about half the iterations (never markedly more)."""
     # Primal and dual residuals of the PDHG fixed-point equations (l1, per image).
-    primal = per_image(((now.x - new.x) / tau - (now.kty - new.kty)).abs())
-    dual = per_image(((now.y - new.y) / sigma - (now.ax - new.ax)).abs()) + per_image(
-        ((now.p - new.p) / sigma[..., None] - (now.gx - new.gx)).abs()
-    )
+    primal = discrete.per_image(((now.x - new.x) / tau - (now.kty - new.kty)).abs())
+    dual = discrete.per_image(
+        ((now.y - new.y) / sigma - (now.ax - new.ax)).abs()
+    ) + discrete.per_image(((now.p - new.p) / sigma[..., None] - (now.gx - new.gx)).abs())
     shape = tau.shape
     up = (primal > 1.5 * dual).reshape(shape)  # primal lags: larger tau
     down = (primal < dual / 1.5).reshape(shape)  # dual lags: larger sigma

@@ -6,6 +6,7 @@ the highest delta. In cluster maps the cluster with the most edge pixels is gree
 convention), the others red, blue, ...
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -218,19 +219,19 @@ def _pair(ax: plt.Axes, left: np.ndarray, right: np.ndarray, title: str) -> None
     _signed(ax, np.hstack([left, gap, right]), title)
 
 
-def plot_saliency_means(
-    directional: str | Path, saliency: str | Path, stem: str | Path, dpi: int = 150
-) -> list[Path]:
-    """Mean kernel of the edge cluster (left) and of the largest other cluster (right), for F
-    and for phi at every delta, with each cluster's share of weak and strong edge pixels
-    (Fig. 14)."""
-    ds = _probed(read_dataset(saliency), "saliency_seconds")
+def _kernel_pairs(
+    ds: xr.Dataset,
+    panel: tuple[float, float],
+    pair: Callable[[xr.Dataset, str], tuple[np.ndarray, np.ndarray, str]],
+) -> plt.Figure:
+    """One row per operator of kernel pairs: F's, then phi's at every delta; ``pair(cell, map)``
+    gives the left and right kernels and a line for the panel's title ("" for none)."""
     operators = _operators(ds, "saliency_seconds")
     cols = 1 + max(len(_over_delta(ds, "saliency_seconds", op)) for op in operators)
     fig, axes = plt.subplots(
         len(operators),
         cols,
-        figsize=(2.9 * cols, 2.4 * len(operators)),
+        figsize=(panel[0] * cols, panel[1] * len(operators)),
         squeeze=False,
         layout="constrained",
     )
@@ -239,10 +240,21 @@ def plot_saliency_means(
         panels = [("operator", cells[0][1], f"{op}: F")]
         panels += [("network", c, f"φ, δ={d:g}") for d, c in cells]
         for j, (which, cell, title) in enumerate(panels):
-            edge, rest, shares = _edge_and_rest(cell, which)
-            _pair(axes[i, j], edge, rest, f"{title}\n{shares}")
+            left, right, note = pair(cell, which)
+            _pair(axes[i, j], left, right, f"{title}\n{note}" if note else title)
         for ax in axes[i, len(panels) :]:
             ax.axis("off")
+    return fig
+
+
+def plot_saliency_means(
+    directional: str | Path, saliency: str | Path, stem: str | Path, dpi: int = 150
+) -> list[Path]:
+    """Mean kernel of the edge cluster (left) and of the largest other cluster (right), for F
+    and for phi at every delta, with each cluster's share of weak and strong edge pixels
+    (Fig. 14)."""
+    ds = _probed(read_dataset(saliency), "saliency_seconds")
+    fig = _kernel_pairs(ds, (2.9, 2.4), _edge_and_rest)
     fig.suptitle("mean kernels: edge cluster (left) and the other cluster (right)")
     return save_figure(fig, stem, dpi)
 
@@ -290,24 +302,12 @@ def plot_manual_clusters(
     test images (the named images in datasets written before the test split was used), for F
     and for phi at every delta (Fig. 15)."""
     ds = _probed(read_dataset(saliency), "saliency_seconds")
-    operators = _operators(ds, "saliency_seconds")
-    cols = 1 + max(len(_over_delta(ds, "saliency_seconds", op)) for op in operators)
-    fig, axes = plt.subplots(
-        len(operators),
-        cols,
-        figsize=(2.6 * cols, 2.3 * len(operators)),
-        squeeze=False,
-        layout="constrained",
-    )
-    for i, op in enumerate(operators):
-        cells = _over_delta(ds, "saliency_seconds", op)
-        panels = [("operator", cells[0][1], f"{op}: F")]
-        panels += [("network", c, f"φ, δ={d:g}") for d, c in cells]
-        for j, (which, cell, title) in enumerate(panels):
-            kernels = cell["manual_kernel"].sel(map=which)
-            _pair(axes[i, j], kernels.sel(manual="edge"), kernels.sel(manual="smooth"), title)
-        for ax in axes[i, len(panels) :]:
-            ax.axis("off")
+
+    def edge_and_smooth(cell: xr.Dataset, which: str) -> tuple[np.ndarray, np.ndarray, str]:
+        kernels = cell["manual_kernel"].sel(map=which)
+        return kernels.sel(manual="edge"), kernels.sel(manual="smooth"), ""
+
+    fig = _kernel_pairs(ds, (2.6, 2.3), edge_and_smooth)
     over = "the named images"
     if "manual_images" in ds and _has(ds["manual_images"]):
         over = f"the {int(np.nanmax(ds['manual_images'].values))} test images"
