@@ -117,6 +117,21 @@ def test_layout_mirrors_the_pipeline() -> None:
     assert max(height(name) for name in graph) <= 7, floor
 
 
+def test_functions_and_modules_stay_short() -> None:
+    """No function over 60 lines and no module over 400: each reads in one screen or a few."""
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        if len(text.splitlines()) > 400:
+            long.append(f"{path.name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > 60:
+                    long.append(f"{path.name}:{node.lineno} {node.name}: {length} lines")
+    assert not long, long
+
+
 def test_rules_type_each_path_once() -> None:
     """A results path is written out once, in the rule that makes it: every other rule and
     function names it as ``rules.X.output`` (filled per cell by ``Cell.fill``), and every rule

@@ -161,9 +161,7 @@ def _spectral_clusters(
         weak_share[m, i, :found] = stats.weak_share
         strong_share[m, i, :found] = stats.strong_share
     per_cluster, img = ("map", "name", "cluster"), ("name", "ny", "nx")
-    edge_pixels = {
-        kind: np.stack([getattr(e, kind) for e in edge_maps]) for kind in ("weak", "strong")
-    }
+    canny = {kind: np.stack([getattr(e, kind) for e in edge_maps]) for kind in ("weak", "strong")}
     return xr.Dataset(
         {
             "kernel": variable(
@@ -181,10 +179,8 @@ def _spectral_clusters(
             "edge_cluster": variable(
                 ("map", "name"), edge_cluster, "cluster with the most edge pixels"
             ),
-            "weak_edge": variable(img, edge_pixels["weak"].astype(np.int8), "weak Canny edge"),
-            "strong_edge": variable(
-                img, edge_pixels["strong"].astype(np.int8), "strong Canny edge"
-            ),
+            "weak_edge": variable(img, canny["weak"].astype(np.int8), "weak Canny edge"),
+            "strong_edge": variable(img, canny["strong"].astype(np.int8), "strong Canny edge"),
             "saliency_seconds": variable(
                 ("map",), seconds, "time for the saliency kernels of all named images", "s"
             ),
