@@ -20,40 +20,19 @@ import torch
 from tqdm import tqdm
 
 from iresnet_inverse import objectives
+from iresnet_inverse.averaging import WeightAverage
 from iresnet_inverse.checkpoints import load_checkpoint, save_checkpoint
 from iresnet_inverse.errors import ArtifactError, TrainingError
-from iresnet_inverse.history import History, plateau_reached, plateau_window, run_stopped
+from iresnet_inverse.history import History, plateau_reached, run_stopped
 from iresnet_inverse.interrupted import RESUME_FILE
 from iresnet_inverse.nets.iresnet import InverseResult
 from iresnet_inverse.nets.solvers import SolverConfig
 from iresnet_inverse.runtime import generator
+from iresnet_inverse.schedules import rate_factor
 
 RESUME_KEYS = frozenset(
     {"run_id", "model", "optimizer", "scheduler", "generator", "history", "epoch", "elapsed"}
 )
-
-
-def _cosine(t: float) -> float:
-    """From 1 at t = 0 to 0.01 at t >= 1."""
-    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-
-
-def _lr_lambda(
-    schedule: str, total_steps: int, steps_per_epoch: int, history: History
-) -> Callable[[int], float]:
-    if schedule == "constant":
-        return lambda step: 1.0
-    if schedule == "plateau":  # reads the history, which training updates in place
-
-        def rate(step: int) -> float:
-            found = history.plateau_epoch
-            if not found:
-                return 1.0
-            decay = plateau_window(found) * steps_per_epoch  # its last step at 1 % of the rate
-            return _cosine((step + 1 - found * steps_per_epoch) / decay)
-
-        return rate
-    return lambda step: _cosine(step / total_steps)
 
 
 def fingerprint(payload: Mapping[str, Any]) -> str:
@@ -114,12 +93,15 @@ class TrainSettings:
     precision: str
     channels_last: bool
     compile: str | None
+    warmup_epochs: int = 0  # absent from a config: none
+    ema: float = 0.0  # decay of the weights' moving average; absent or 0: none
 
     @classmethod
     def of(cls, settings: Mapping[str, Any]) -> "TrainSettings":
         """From a validated settings mapping (extra keys such as ``runtime`` are the
         scheduler's, not training's)."""
-        values = {f.name: settings[f.name] for f in fields(cls) if f.name != "solver"}
+        names = [f.name for f in fields(cls) if f.name != "solver"]
+        values = {name: settings[name] for name in names if name in settings}
         values["snapshots"] = tuple(values["snapshots"])
         return cls(solver=SolverConfig(**settings["solver"]), **values)
 
@@ -164,6 +146,11 @@ class _State:
     epoch: int = 0
     elapsed: float = 0.0
     best: dict[str, torch.Tensor] | None = None  # early stopping: weights of the best epoch
+    average: WeightAverage | None = None  # train.ema: the net that is validated and kept
+
+    def model(self, net: torch.nn.Module) -> torch.nn.Module:
+        """The net to validate and keep: the live one, or its moving average."""
+        return net if self.average is None else self.average.averaged()
 
 
 def dihedral(images: torch.Tensor, symmetry: torch.Tensor) -> torch.Tensor:
@@ -182,6 +169,7 @@ def dihedral(images: torch.Tensor, symmetry: torch.Tensor) -> torch.Tensor:
 def _start(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) -> _State:
     """GPU-path settings applied; optimizer, schedule and generator, restored from the resume
     checkpoint of the same run."""
+    average = WeightAverage(net, settings.ema) if settings.ema else None
     autocast, to_format = accelerate(
         net, task.x.device, settings.precision, settings.channels_last, settings.compile
     )
@@ -189,9 +177,13 @@ def _start(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) 
     history = History()
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(settings.lr_schedule, settings.epochs * per_epoch, per_epoch, history)
+        optimizer,
+        rate_factor(
+            settings.lr_schedule, settings.epochs, settings.warmup_epochs, per_epoch, history
+        ),
     )
     state = _State(optimizer, scheduler, generator(task.seed), autocast, to_format, history)
+    state.average = average
     path = run.out_dir / RESUME_FILE
     if not path.exists():
         return state
@@ -207,7 +199,7 @@ def _start(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) 
     if saved.get("run_id") != run.run_id:
         run.log(f"{run.label}: {path} belongs to another configuration; starting afresh")
         return state
-    missing = sorted(RESUME_KEYS - set(saved))
+    missing = sorted((RESUME_KEYS | ({"average"} if average else set())) - set(saved))
     if missing:
         run.log(f"{run.label}: {path} lacks {', '.join(missing)}; discarding it, starting afresh")
         path.unlink()
@@ -219,6 +211,8 @@ def _start(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) 
     vars(state.history).update(vars(History(**json.loads(saved["history"]))))  # the schedule's
     state.epoch, state.elapsed = int(saved["epoch"]), float(saved["elapsed"])
     state.best = saved.get("best_model")
+    if average is not None:
+        average.load_state_dict(saved["average"])
     state.history.resumed_at_epochs.append(state.epoch)
     run.log(f"{run.label}: resuming from epoch {state.epoch} of {settings.epochs} ({path})")
     return state
@@ -236,6 +230,7 @@ def _save(net: torch.nn.Module, state: _State, run: Run) -> None:
             "epoch": state.epoch,
             "elapsed": state.elapsed,
             **({"best_model": state.best} if state.best is not None else {}),
+            **({"average": state.average.state_dict()} if state.average is not None else {}),
         },
         run.out_dir / RESUME_FILE,
     )
@@ -286,6 +281,8 @@ def _train_epoch(
         value.backward()
         state.optimizer.step()
         net.after_step(settings.rescale_weights)
+        if state.average is not None:
+            state.average.update(net)
         history.loss.append(loss)
         history.learning_rate.append(state.scheduler.get_last_lr()[0])
         state.scheduler.step()
@@ -310,12 +307,13 @@ def _end_epoch(
     any-size Lipschitz bound (iResNets: it exceeds L_i if the size ratios went stale during the
     epoch), refresh them, and checkpoint."""
     net.eval()
+    model = state.model(net)
     scores = state.history.val_psnr
-    scores.append(run.validate(net))
+    scores.append(run.validate(model))
     if run.diagnose is not None:
-        state.history.jacobian_trace.append(run.diagnose(net))
+        state.history.jacobian_trace.append(run.diagnose(model))
     if settings.patience is not None and scores[-1] >= max(scores):
-        state.best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        state.best = {k: v.detach().clone() for k, v in model.state_dict().items()}
         state.history.best_epoch = len(scores)
     if settings.lr_schedule == "plateau" and not state.history.plateau_epoch:
         if plateau_reached(scores):
@@ -331,7 +329,7 @@ def _end_epoch(
     state.elapsed += seconds
     state.epoch += 1
     if run.snapshot is not None and state.epoch in settings.snapshots:
-        run.snapshot(net, state.epoch)  # before the resume checkpoint: a resumed run has it
+        run.snapshot(model, state.epoch)  # before the resume checkpoint: a resumed run has it
     _save(net, state, run)
 
 
@@ -358,6 +356,8 @@ def fit(net: torch.nn.Module, task: Task, settings: TrainSettings, run: Run) -> 
         _end_epoch(net, state, settings, run, started)
         progress.set_postfix(loss=f"{history.loss[-1]:.4g}", val_psnr=f"{history.val_psnr[-1]:.2f}")
     progress.close()
+    if state.average is not None:
+        net.load_state_dict(state.model(net).state_dict())
     if state.best is not None:
         net.load_state_dict(state.best)
         if state.epoch < settings.epochs:
