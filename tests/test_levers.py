@@ -15,16 +15,9 @@ from iresnet_inverse.nets.iresnet import build_iresnet
 from iresnet_inverse.operators import get_operator
 from iresnet_inverse.schedules import rate_factor
 from iresnet_inverse.training import Run, Task, TrainSettings, fit
+from tests.test_train import CELL
 
 SPEC = {"kind": "conv", "blocks": 2, "channels": 2, "hidden": 4, "kernel_size": 3}
-CELL = {
-    "operator": "blur",
-    "noise_level": 0.05,
-    "lipschitz": 0.9,
-    "objective": "reconstruction",
-    "arch": "tiny",
-    "seed": 0,
-}
 
 
 def _settings(**train: object) -> TrainSettings:
