@@ -17,7 +17,8 @@ claims exact equivalence: ``logcosh`` and ``gaussian`` are, the mixtures (``bimo
   smoothed posterior mean estimator"): value mean||x_net - MAP|| / mean||x_net - PM|| (for
   divergence; the inverse ratio for log-det), holds below 1. Reported only for cells with a
   reconstruction net, with the cell's power beside it (column ``power``): a row whose power is
-  below ``POWER_THRESHOLD`` measures the nets' errors, not their estimators.
+  below ``POWER_THRESHOLD`` measures the nets' errors, not their estimators, so its ``holds`` is
+  empty (undecided).
 - ``divergence_fits_target``: mean||phi(x) - phi*(x)|| / mean||phi*(x)|| on the test points,
   with phi* = A^T A x - delta^2 grad log p(x) the divergence loss's minimizer; no threshold. A
   large value says the net did not reach the map the theory is about, so a failed prediction
@@ -128,8 +129,10 @@ def claims_table(ds: xr.Dataset) -> pd.DataFrame:
                 if (prior, eps, delta) not in powers:
                     continue  # no reconstruction net: no power, no prediction row
                 ratio = _ratio(_distance(c["net"], c[nearer]), _distance(c["net"], c[farther]))
-                row(claim, prior, eps, delta, objective, ratio, 1.0, ratio < 1.0,
-                    powers[prior, eps, delta])  # fmt: skip
+                power = powers[prior, eps, delta]
+                decided = power >= POWER_THRESHOLD  # else the row measures the nets' errors
+                row(claim, prior, eps, delta, objective, ratio, 1.0,
+                    ratio < 1.0 if decided else None, power)  # fmt: skip
     for prior in priors:
         for eps, delta, c in _cells(ds, prior, "divergence"):
             if "forward" in c:
