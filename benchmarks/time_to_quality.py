@@ -66,6 +66,7 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "moving average of the weights (ema 0.99)": {"train": {"ema": 0.99}},
     "warmup 2 epochs to twice the rate": {"train": {"warmup_epochs": 2, "learning_rate": 4e-3}},
     "12 thinner blocks (hidden 8)": {"arch": THIN},
+    "learned split of the budget": {"arch": {**ARCHITECTURES["iresnet_demo"], "split": "learned"}},
 }
 FRACTIONS = (0.95, 0.99)
 

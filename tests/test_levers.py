@@ -122,3 +122,50 @@ def test_the_averaged_net_keeps_each_block_within_its_lipschitz_bound(tmp_path: 
             x = torch.randn(1, SPEC["channels"], 8, 8, generator=g)
             jacobian = torch.autograd.functional.jacobian(block.residual, x).reshape(x.numel(), -1)
             assert torch.linalg.matrix_norm(jacobian, ord=2) <= bound * (1 + 1e-5)
+
+
+def _split_net() -> torch.nn.Module:
+    torch.manual_seed(1)
+    net = build_iresnet({**SPEC, "blocks": 3, "split": "learned"}, 0.99)
+    with torch.no_grad():
+        net.budget.logits.copy_(torch.tensor([1.5, -0.5, 0.0]))
+        for block in net.blocks:  # raw weights far outside their bounds: every projection active
+            for layer in block.residual.layers():
+                layer.weight.mul_(20.0)
+    net.refresh()
+    return net
+
+
+def test_a_learned_split_keeps_the_budget_and_each_block_within_its_share() -> None:
+    """prod(1 - L_i) = 1 - L for any logits; each residual's dense Jacobian at random points
+    stays within its own L_i, and the unequal shares are reached (the projection is active)."""
+    net = _split_net()
+    shares = [block.lipschitz for block in net.blocks]
+    assert math.prod(1 - s for s in shares) == pytest.approx(1 - 0.99, rel=1e-12)
+    assert max(shares) - min(shares) > 0.1  # unequal: the logits differ
+    g = torch.Generator().manual_seed(4)
+    for block, share in zip(net.blocks, shares, strict=True):
+        norms = []
+        for _ in range(4):
+            x = torch.randn(1, SPEC["channels"], 8, 8, generator=g)
+            jacobian = torch.autograd.functional.jacobian(block.residual, x).reshape(x.numel(), -1)
+            norms.append(float(torch.linalg.matrix_norm(jacobian, ord=2)))
+        assert max(norms) <= share * (1 + 1e-5)
+        assert max(block.residual.lipschitz_certificate(), 0) <= share * (1 + 1e-6)
+
+
+def test_a_learned_split_trains_its_logits_and_survives_copies_and_loads() -> None:
+    net = _split_net()
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    net(x).square().sum().backward()
+    assert net.budget.logits.grad is not None and net.budget.logits.grad.abs().sum() > 0
+    # a fresh net of the same spec loads the logits; a deep copy (the moving average) has its
+    # own budget, which its layers read
+    other = build_iresnet({**SPEC, "blocks": 3, "split": "learned"}, 0.99)
+    other.load_state_dict(net.state_dict())
+    torch.testing.assert_close(other(x), net(x), rtol=0, atol=0)
+    copy = WeightAverage(net, 0.9).net
+    assert copy.blocks[1].residual.conv_in.budget[0] is copy.budget is not net.budget
+    # zero logits: the paper's equal split
+    equal = build_iresnet({**SPEC, "blocks": 3, "split": "learned"}, 0.99)
+    assert [b.lipschitz for b in equal.blocks] == pytest.approx([1 - 0.01 ** (1 / 3)] * 3)

@@ -19,7 +19,12 @@ import torch.nn.functional as F
 from iresnet_inverse.archs import ARCHITECTURES
 from iresnet_inverse.nets.implicit import implicit_fixed_point
 from iresnet_inverse.nets.kernels import compiled, conv_residual, dense_residual
-from iresnet_inverse.nets.lipschitz import LipschitzConv2d, LipschitzLinear, block_lipschitz
+from iresnet_inverse.nets.lipschitz import (
+    LipschitzBudget,
+    LipschitzConv2d,
+    LipschitzLinear,
+    block_lipschitz,
+)
 from iresnet_inverse.nets.model import Model
 from iresnet_inverse.nets.preconditioner import fourier_preconditioner
 from iresnet_inverse.nets.solvers import (
@@ -149,7 +154,15 @@ class InvertibleBlock(torch.nn.Module):
     def __init__(self, residual: ConvResidual | DenseResidual, lipschitz: float) -> None:
         super().__init__()
         self.residual = residual
-        self.lipschitz = lipschitz
+        self.fixed_lipschitz = lipschitz
+
+    @property
+    def lipschitz(self) -> float:
+        """L_i: fixed, or the block's current share of a learned budget (its layers' bounds)."""
+        layers = self.residual.layers()
+        if layers[0].budget is None:
+            return self.fixed_lipschitz
+        return math.prod(layer.bound for layer in layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x - self.residual(x)
@@ -327,6 +340,17 @@ def build_iresnet(
         if spec not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {spec!r}; valid: {', '.join(ARCHITECTURES)}")
         spec = ARCHITECTURES[spec]
+    net = _build(spec, lipschitz, solver)
+    if spec.get("split", "equal") == "learned":
+        net.budget = LipschitzBudget(lipschitz, len(net.blocks))
+        for i, block in enumerate(net.blocks):
+            layers = block.residual.layers()
+            for layer in layers:
+                layer.budget = (net.budget, i, 1.0 / len(layers))
+    return net
+
+
+def _build(spec: Mapping[str, Any], lipschitz: float, solver: SolverConfig | None) -> IResNet:
     n = int(spec["blocks"])
     l_i = block_lipschitz(lipschitz, n)
     if spec["kind"] == "conv":

@@ -39,10 +39,13 @@ import torch
 from iresnet_inverse.nets.symbol_power import complex_dtype, symbol_gain, tap_phases, track_step
 
 
-def _project(weight: torch.Tensor, sigma: torch.Tensor, bound: float) -> torch.Tensor:
+def _project(
+    weight: torch.Tensor, sigma: torch.Tensor, bound: float | torch.Tensor
+) -> torch.Tensor:
     """W * min(1, bound / sigma). Inside the bound W is returned as is, so that no gradient
-    flows through sigma there (its gradient is undefined at W = 0, the zero initialization)."""
-    if float(sigma.detach()) <= bound:
+    flows through sigma there (its gradient is undefined at W = 0, the zero initialization).
+    A learned bound (a tensor) gets its gradient where the layer sits at it."""
+    if float(sigma.detach()) <= float(bound.detach() if isinstance(bound, torch.Tensor) else bound):
         return weight
     return weight * (bound / sigma)
 
@@ -73,6 +76,43 @@ def block_lipschitz(total: float, blocks: int) -> float:
     if not 0 < total < 1:
         raise ValueError(f"Lipschitz parameter L must lie in (0, 1), got {total}")
     return 1.0 - (1.0 - total) ** (1.0 / blocks)
+
+
+class LipschitzBudget(torch.nn.Module):
+    """A learned split of the budget (an arch's ``split: learned``; ours, the paper fixes equal
+    L_i): 1 - L_i = (1 - L)^(s_i) with s = softmax(logits), so prod_i (1 - L_i) = 1 - L holds
+    exactly for any logits; zero logits give the paper's equal split."""
+
+    def __init__(self, total: float, blocks: int) -> None:
+        super().__init__()
+        block_lipschitz(total, blocks)  # checks L
+        self.total = total
+        self.logits = torch.nn.Parameter(torch.zeros(blocks))
+
+    def block_bound(self, block: int) -> torch.Tensor:
+        share = torch.softmax(self.logits.double(), 0)[block]  # float64: the product holds
+        return 1.0 - (1.0 - self.total) ** share
+
+
+class _Bounded:
+    """A layer's bound: fixed, or a root of its block's share of a learned budget (``budget``
+    = (LipschitzBudget, block, 1 / layers per residual), set by ``build_iresnet``; kept out of
+    the module tree so that the budget's logits are the net's parameters once)."""
+
+    fixed_bound: float
+    budget: "tuple[LipschitzBudget, int, float] | None" = None
+
+    def bound_value(self) -> float | torch.Tensor:
+        """The bound as the projection uses it (a tensor when learned: it gets a gradient)."""
+        if self.budget is None:
+            return self.fixed_bound
+        budget, block, power = self.budget
+        return budget.block_bound(block) ** power
+
+    @property
+    def bound(self) -> float:
+        value = self.bound_value()
+        return float(value.detach()) if isinstance(value, torch.Tensor) else value
 
 
 @torch.no_grad()
@@ -149,7 +189,7 @@ def any_size_norm(weight: torch.Tensor, slack: float = 2e-3) -> float:
     return symbol_grid_max(w, grid)[0] / (1 - (r * h) ** 2 / 2)
 
 
-class LipschitzConv2d(torch.nn.Module):
+class LipschitzConv2d(_Bounded, torch.nn.Module):
     """A "same"-padded convolution whose operator norm at every image size is kept at most
     ``bound`` (module docstring). ``symbol_norm``: "grid" (the exact grid maximum at every
     step) or "power" (the tracked estimate); None: "power" where input and output channels
@@ -177,7 +217,7 @@ class LipschitzConv2d(torch.nn.Module):
         self.weight = torch.nn.Parameter(conv.weight.detach().clone())
         self.bias = torch.nn.Parameter(conv.bias.detach().clone())
         self.padding = kernel_size // 2
-        self.bound = bound
+        self.fixed_bound = bound
         self.grid = grid
         self.exact = kernel_size == 1
         # rho = S / G (module docstring); set by ``refresh``, which training calls before the
@@ -283,7 +323,7 @@ class LipschitzConv2d(torch.nn.Module):
 
     def effective_weight(self) -> torch.Tensor:
         """W * min(1, bound / (rho G(W)))."""
-        return _project(self.weight, self.size_sigma(), self.bound)
+        return _project(self.weight, self.size_sigma(), self.bound_value())
 
     @torch.no_grad()
     def rescale_raw(self) -> None:
@@ -307,7 +347,7 @@ class LipschitzConv2d(torch.nn.Module):
         return f"{c_in}->{c_out}, kernel={k}, bound={self.bound:.4g}{norm}"
 
 
-class LipschitzLinear(torch.nn.Module):
+class LipschitzLinear(_Bounded, torch.nn.Module):
     """A dense layer with exact spectral-norm projection to ``bound`` (for the toy problems)."""
 
     def __init__(self, in_features: int, out_features: int, bound: float) -> None:
@@ -315,13 +355,13 @@ class LipschitzLinear(torch.nn.Module):
         linear = torch.nn.Linear(in_features, out_features)
         self.weight = torch.nn.Parameter(linear.weight.detach().clone())
         self.bias = torch.nn.Parameter(linear.bias.detach().clone())
-        self.bound = bound
+        self.fixed_bound = bound
 
     def sigma(self) -> torch.Tensor:
         return torch.linalg.matrix_norm(self.weight, ord=2)
 
     def effective_weight(self) -> torch.Tensor:
-        return _project(self.weight, self.sigma(), self.bound)
+        return _project(self.weight, self.sigma(), self.bound_value())
 
     @torch.no_grad()
     def rescale_raw(self) -> None:
