@@ -83,9 +83,9 @@ def _data() -> dict[str, torch.Tensor]:
         return {"x": x, "clean": operator(x), "x_val": x_val, "z_val": z_val}
 
 
-def _network(variant: str) -> torch.nn.Module:
+def _network(variant: str, seed: int = SEED) -> torch.nn.Module:
     """The variant's net at its seeded start; its solver settings are the training settings'."""
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
     if VARIANTS[variant] is None:
         return build_baseline(BASELINES["convresnet_demo"])
     return build_iresnet(VARIANTS[variant].get("arch", ARCHITECTURES["iresnet_demo"]), LIPSCHITZ)
@@ -99,11 +99,12 @@ def _settings(variant: str, epochs: int, patience: int | None) -> TrainSettings:
     return TrainSettings.of({**base, **lever.get("train", {}), "snapshots": [], "solver": solver})
 
 
-def train_variant(variant: str, epochs: int, patience: int | None) -> dict[str, Any]:
-    """Train one variant; per epoch its cumulative training seconds and validation PSNR."""
+def train_variant(variant: str, epochs: int, patience: int | None, seed: int) -> dict[str, Any]:
+    """Train one variant from ``seed`` (start, noise and order; the validation data are
+    fixed); per epoch its cumulative training seconds and validation PSNR."""
     torch.set_num_threads(1)
     data, operator = _data(), get_operator("blur")
-    net = _network(variant)
+    net = _network(variant, seed)
     objective = "reconstruction" if isinstance(net, IResNet) else "supervised"
     x_val = data["x_val"][:, 0].numpy()
     marks = [time.process_time()]  # CPU seconds: the end of the previous validation
@@ -115,7 +116,7 @@ def train_variant(variant: str, epochs: int, patience: int | None) -> dict[str, 
         marks.append(time.process_time())
         return float(np.mean(psnr(x_val, x_hat[:, 0].numpy())))
 
-    task = Task(objective, operator, data["x"], data["clean"], NOISE, SEED)
+    task = Task(objective, operator, data["x"], data["clean"], NOISE, seed)
     with tempfile.TemporaryDirectory() as out:
         run = Run(Path(out), variant, variant, validate, lambda _: None)
         history = fit(net, task, _settings(variant, epochs, patience), run)
@@ -144,7 +145,7 @@ def time_to(seconds: list[float], scores: list[float], level: float) -> float:
 
 
 def gradient_errors(
-    state: dict[str, torch.Tensor], data: dict[str, torch.Tensor]
+    state: dict[str, torch.Tensor], data: dict[str, torch.Tensor], seed: int = SEED
 ) -> dict[str, float]:
     """Relative error of each variant's parameter gradient against the exact implicit one on
     the trained default net, one batch of 16 training patches."""
@@ -156,7 +157,7 @@ def gradient_errors(
     z = data["clean"][idx] + NOISE * torch.randn(x.shape, generator=g)
 
     def gradient(solver: dict[str, Any]) -> torch.Tensor:
-        net = _network("iResNet (default)")
+        net = _network("iResNet (default)", seed)
         net.load_state_dict(state)
         config_ = SolverConfig(**{**TRAINING_SOLVER, **solver})
         value, _ = objectives.loss("reconstruction", net, operator, x, z, solver=config_)
@@ -208,6 +209,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="variants to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="2 epochs each")
+    parser.add_argument("--seed", type=int, default=SEED, help="of every run's start and noise")
     args = parser.parse_args()
     epochs = 2 if args.quick else args.max_epochs
     variants = args.only or list(VARIANTS)
@@ -217,20 +219,21 @@ def main() -> None:
     context = multiprocessing.get_context("spawn")
     with context.Pool(args.workers) as pool:
         patience = None if args.cosine else args.patience
-        runs = pool.starmap(train_variant, [(v, epochs, patience) for v in variants])
+        jobs = [(v, epochs, patience, args.seed) for v in variants]
+        runs = pool.starmap(train_variant, jobs)
     data = _data()
     data_psnr = float(np.mean(psnr(data["x_val"][:, 0].numpy(), data["z_val"][:, 0].numpy())))
     print(
         f"# {platform.machine()}, torch {torch.__version__}, 1 thread per run, {args.workers} "
         f"runs at a time, CPU seconds of training, {'cosine' if args.cosine else 'constant'} "
-        f"rate; blur delta {NOISE}, L {LIPSCHITZ}, demo "
+        f"rate; blur delta {NOISE}, L {LIPSCHITZ}, seed {args.seed}, demo "
         f"data; data PSNR {data_psnr:.2f} dB; {time.perf_counter() - started:.0f} s wall\n"
     )
     print("\n".join(_table(runs, data_psnr)))
     default = next((r for r in runs if r["variant"] == "iResNet (default)"), None)
     if default is not None:
         print("\n| gradient on the trained default net | relative error vs exact |\n|---|---|")
-        for variant, error in gradient_errors(default["state"], data).items():
+        for variant, error in gradient_errors(default["state"], data, args.seed).items():
             print(f"| {variant} | {error:.3g} |")
     print("\nper epoch (training s, validation PSNR):")
     for run in runs:
