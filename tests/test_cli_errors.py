@@ -115,3 +115,19 @@ def test_a_tampered_job_on_the_command_line_gives_one_line(tmp_path: Path) -> No
                   "--out-dir", str(tmp_path))  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--job-json settings: config field batch_size: 0 is less than" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["archive", "combine"])
+def test_archive_and_combine_never_write_over_an_input(tmp_path: Path, command: str) -> None:
+    """`--out` naming one of the inputs, by another spelling, is refused before any work and
+    the input keeps its bytes."""
+    (tmp_path / "sub").mkdir()
+    source = tmp_path / "r.nc"
+    source.write_bytes(b"an input that must survive")
+    out = str(tmp_path / "sub" / ".." / "r.nc")
+    extra = ["--config-json", "{}"] if command == "archive" else []
+    result = _cli(command, str(source), "--out", out, *extra)
+    assert result.returncode == 1, result.stderr
+    assert f"--out {out} is the file of" in result.stderr and "overwritten" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert source.read_bytes() == b"an input that must survive"

@@ -251,6 +251,17 @@ def test_bool_and_unit_float_images_are_kept_and_other_floats_refused() -> None:
         sources.to_gray(np.array([[-1, 5]], dtype=np.int16))
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.int64])
+def test_8_bit_values_in_a_wide_integer_dtype_are_refused_not_blackened(dtype: type) -> None:
+    """numpy's default integers hold a photograph's 0..255 as int64: scaled by 2^63 - 1 it
+    would be black; gray and RGB alike are refused in one line."""
+    image = np.round(GRAY * 255).astype(dtype)
+    for array in (image, np.stack([image] * 3, axis=-1)):
+        with pytest.raises(ValueError, match=r"values in \[0, 255\], all below 1/256"):
+            sources.to_gray(array)
+    assert sources.to_gray(np.zeros((2, 2), dtype)).max() == 0  # a black image stays one
+
+
 def test_a_16_bit_photograph_in_a_folder_keeps_its_contrast(tmp_path: Path) -> None:
     eight = skdata.camera()
     io.imsave(tmp_path / "cam16.png", eight.astype(np.uint16) * 257, check_contrast=False)

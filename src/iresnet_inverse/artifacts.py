@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from iresnet_inverse.cells import format_value
-from iresnet_inverse.errors import ArtifactError
+from iresnet_inverse.errors import ArtifactError, InputDataError
 
 # Every key a cell may have, in coordinate order: image cells (cells.ImageCell) and toy cells
 # (cells.ToyCell).
@@ -112,6 +112,21 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict[str, object]]:
         for name, var in ds.variables.items()
         if np.issubdtype(var.dtype, np.number) and var.ndim > 0
     }
+
+
+def refuse_overwriting(outputs: dict[str, str | None], inputs: dict[str, str | None]) -> None:
+    """Refuse, before any work, an output path that is one of the inputs or another output
+    (the same file by any spelling or link): no command writes over what it reads."""
+    seen = {Path(path).resolve(): flag for flag, path in inputs.items() if path is not None}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if key in seen:
+            raise InputDataError(
+                f"{flag} {path} is the file of {seen[key]}: it would be overwritten"
+            )
+        seen[key] = flag
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:

@@ -145,9 +145,10 @@ def cmd_probe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def cmd_combine(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from iresnet_inverse.artifacts import combine_cells, write_dataset
+    from iresnet_inverse.artifacts import combine_cells, refuse_overwriting, write_dataset
 
     groups = [args.inputs] + ([args.also] if args.also else [])
+    refuse_overwriting({"--out": args.out}, {f"input {p}": p for group in groups for p in group})
     # Without an explicit config the inputs' own configs (attribute cell_configs_json) are the
     # provenance: the defaults would misstate what was run.
     config = cfg if _config_given(args) else None
@@ -188,9 +189,11 @@ def cmd_toy_train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def cmd_archive(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.artifacts import refuse_overwriting
     from iresnet_inverse.stages.archive import archive_files, build_archive
 
     files = archive_files(args.inputs, args.results, args.checkpoints)
+    refuse_overwriting({"--out": args.out}, {f"member {m}": str(p) for m, p in files.items()})
     out = build_archive(files, cfg, args.out)
     print(f"{out}: {len(files)} files, {out.stat().st_size:,} bytes")
 

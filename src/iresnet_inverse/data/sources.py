@@ -46,6 +46,8 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     integers by their largest value (uint8 by 255, uint16 by 65535, ...; negative values are
     refused), booleans as 0/1, floats as they are if they lie in [0, 1] (refused otherwise)."""
     image = np.asarray(image)
+    if np.issubdtype(image.dtype, np.integer) and image.size:
+        _check_integer_range(image)
     if image.ndim == 3 and image.shape[-1] == 4:
         image = color.rgba2rgb(image)  # scales integers by their dtype's range
     if image.ndim == 3:
@@ -55,8 +57,6 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     if image.dtype == bool:
         image = image.astype(np.float64)
     elif np.issubdtype(image.dtype, np.integer):
-        if image.size and image.min() < 0:
-            raise InputDataError(f"{image.dtype} image with negative values: expected intensities")
         image = image / float(np.iinfo(image.dtype).max)
     check_finite(image)
     low, high = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
@@ -66,6 +66,21 @@ def to_gray(image: np.ndarray) -> np.ndarray:
             "in [0, 1] (scale it, or save it as an integer image)"
         )
     return np.clip(image.astype(np.float64), 0.0, 1.0)
+
+
+def _check_integer_range(image: np.ndarray) -> None:
+    """Integers are scaled by their dtype's largest value; refuse what that would turn into a
+    black image without a word: negative values, and values all below 1/256 of that largest
+    value (8-bit data stored as uint16, int32 or int64, as numpy's default integers make it)."""
+    low, high, top = int(image.min()), int(image.max()), np.iinfo(image.dtype).max
+    if low < 0:
+        raise InputDataError(f"{image.dtype} image with negative values: expected intensities")
+    if 0 < high < top / 256:
+        raise InputDataError(
+            f"{image.dtype} image with values in [{low}, {high}], all below 1/256 of its dtype's "
+            f"largest value {top}, by which integer images are scaled: it would be nearly black "
+            "(save it as uint8, or as floats in [0, 1])"
+        )
 
 
 def check_finite(image: np.ndarray) -> None:

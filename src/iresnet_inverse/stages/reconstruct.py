@@ -18,7 +18,7 @@ import xarray as xr
 from PIL import Image
 from skimage import io
 
-from iresnet_inverse.artifacts import atomic_write, variable, write_dataset
+from iresnet_inverse.artifacts import atomic_write, refuse_overwriting, variable, write_dataset
 from iresnet_inverse.cells import ImageCell
 from iresnet_inverse.config import validate
 from iresnet_inverse.data.sources import check_finite, to_gray
@@ -230,21 +230,6 @@ def write_result(result: Applied, path: str | Path, model_path: str | Path) -> P
     ds.attrs.update(result.metrics)
     title = "reconstruction of a user image (iresnet-inverse reconstruct)"
     return write_dataset(ds, path, title=title)
-
-
-def refuse_overwriting(outputs: dict[str, str | None], inputs: dict[str, str | None]) -> None:
-    """Refuse, before any work, an output path that is one of the inputs or another output
-    (the same file by any spelling or link)."""
-    seen = {Path(path).resolve(): flag for flag, path in inputs.items() if path is not None}
-    for flag, path in outputs.items():
-        if path is None:
-            continue
-        key = Path(path).resolve()
-        if key in seen:
-            raise InputDataError(
-                f"{flag} {path} is the file of {seen[key]}: it would be overwritten"
-            )
-        seen[key] = flag
 
 
 def check_outputs(out: str, nc: str | None, inputs: dict[str, str | None]) -> None:
