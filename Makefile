@@ -26,6 +26,7 @@ demo: $(STAMP)
 # A study config in its own directory: `make study` (config/study.yaml in studies/study/),
 # `make study STUDY=scaling` (config/scaling.yaml in studies/scaling/), ...
 STUDY ?= study
+override STUDY := $(strip $(STUDY))
 STUDIES := $(sort $(basename $(notdir $(wildcard config/*.yaml))))
 # Checked by make itself: the name never reaches a shell.
 CHECK_STUDY = $(if $(and $(filter $(STUDY),$(STUDIES)),$(filter 1,$(words $(STUDY)))),,\

@@ -96,6 +96,10 @@ def _tampered_jobs() -> dict[str, str]:
         "spec: config field archs.spec.channels: 0 is less than": edit(
             lambda r: r["spec"].update(channels=0)
         ),
+        "lipschitz 5.0 is not in (0, 1)": edit(lambda r: r["cell"].update(lipschitz=5.0)),
+        "objective 'nope' is not one of": edit(lambda r: r["cell"].update(objective="nope")),
+        f"seed {2**70} is not in [0, 4294967295]": edit(lambda r: r["cell"].update(seed=2**70)),
+        "seed -1 is not in": edit(lambda r: r["cell"].update(seed=-1)),
     }
 
 

@@ -181,6 +181,12 @@ def test_make_study_accepts_only_the_configs_and_lists_them() -> None:
             assert result.returncode == 2 and "is not a config in config/" in result.stderr, bad
             assert not (ROOT / "studies" / bad).exists()
     assert not planted.exists()  # the name never reached a shell
+    for padded in ("ci ", " ci", "ci\t"):  # blanks around a name are not part of it
+        plan = subprocess.run(
+            ["make", "-n", "-o", ".venv/.installed", "study", f"STUDY={padded}"],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert "--directory studies/ci --configfile config/ci.yaml" in plan.stdout, plan.stdout
 
 
 def test_the_installed_package_works_without_the_checkout(tmp_path: Path) -> None:

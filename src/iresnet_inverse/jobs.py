@@ -22,6 +22,7 @@ from iresnet_inverse.config import (
     validate,
 )
 from iresnet_inverse.errors import ConfigError
+from iresnet_inverse.registry import BASELINE_OBJECTIVES, INVERTIBLE_KINDS, OBJECTIVES
 
 CELL_KINDS: dict[str, type[Cell]] = {"image": ImageCell, "toy": ToyCell}
 
@@ -70,12 +71,30 @@ class Job:
         missing = sorted(set(complete) - set(job.settings))  # a rule passes them all, resolved
         if missing:
             raise ConfigError(f"--job-json settings: lack {', '.join(missing)}")
+        _check_cell(job)
         return job
 
     def section(self, name: str) -> Any:
         if name not in self.sections:
             raise ConfigError(f"job of {self.cell.dir} lacks config section {name!r}")
         return self.sections[name]
+
+
+def _check_cell(job: Job) -> None:
+    """The cell's values as the grid would take them: L in (0, 1) for an invertible net (inf
+    for a baseline), an objective of its kind, a seed a generator takes."""
+    cell, kind = job.cell, job.spec.get("kind")
+    invertible = kind in INVERTIBLE_KINDS
+    objectives = OBJECTIVES if invertible else (BASELINE_OBJECTIVES.get(kind),)
+    problems = []
+    if invertible and not 0 < cell.lipschitz < 1:
+        problems.append(f"lipschitz {cell.lipschitz} is not in (0, 1)")
+    if cell.objective not in objectives:
+        problems.append(f"objective {cell.objective!r} is not one of {list(objectives)}")
+    if not 0 <= cell.seed <= 2**32 - 1:
+        problems.append(f"seed {cell.seed} is not in [0, 4294967295]")
+    if problems:
+        raise ConfigError(f"--job-json cell {cell.dir}: {'; '.join(problems)}")
 
 
 def image_job(config: Mapping[str, Any], cell: ImageCell, sections: tuple[str, ...] = ()) -> Job:
