@@ -256,7 +256,8 @@ def _tool_parsers(sub: argparse._SubParsersAction, parents: Parents) -> None:
     p.add_argument("--model", required=True, help="results/train/<cell>/model.pt")
     p.add_argument(
         "--image",
-        help="the clean image (gray or RGB; .npy: a 2-D array); required unless --data is given",
+        help="the clean image (gray or RGB, an image file or .npy, scaled by its dtype); "
+        "required unless --data is given",
     )
     p.add_argument(
         "--data",
