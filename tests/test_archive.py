@@ -169,7 +169,8 @@ def test_two_names_for_one_path_are_refused(tmp_path: Path, alias: str) -> None:
 @pytest.mark.parametrize(
     ("names", "problem"),
     [
-        (["a.nc", "A.nc"], "members A.nc and a.nc differ only in case"),
+        (["a.nc", "A.nc"], "members 'A.nc' and 'a.nc' differ only in case"),
+        (["\u00e9.csv", "e\u0301.csv"], "members 'e\\u0301.csv' and '\\xe9.csv' differ only"),
         (["d", "d/x.nc"], "member d is also a directory of other members"),
     ],
 )

@@ -62,7 +62,7 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     low, high = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
     if low < -FLOAT_RANGE_TOLERANCE or high > 1 + FLOAT_RANGE_TOLERANCE:
         raise InputDataError(
-            f"{image.dtype} image with values in [{low:.4g}, {high:.4g}]: float images must lie "
+            f"{image.dtype} image with values in [{low:.6g}, {high:.6g}]: float images must lie "
             "in [0, 1] (scale it, or save it as an integer image)"
         )
     return np.clip(image.astype(np.float64), 0.0, 1.0)

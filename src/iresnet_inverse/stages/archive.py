@@ -8,6 +8,7 @@ import json
 import os
 import tarfile
 import time
+import unicodedata
 import zlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -180,13 +181,14 @@ def _member_digests(
 
 
 def _clashes(names: Iterable[str]) -> list[str]:
-    """Names that would land on one path when extracted: equal but for case (one file on
-    case-insensitive file systems), or a file that is also another member's directory."""
+    """Names that would land on one path when extracted: equal but for case or Unicode
+    normalization (one file on case-insensitive or normalizing file systems, e.g. macOS), or a
+    file that is also another member's directory."""
     problems, folded = [], {}
     for name in sorted(names):
-        first = folded.setdefault(name.casefold(), name)
+        first = folded.setdefault(unicodedata.normalize("NFC", name).casefold(), name)
         if first != name:
-            problems.append(f"members {first} and {name} differ only in case")
+            problems.append(f"members {first!a} and {name!a} differ only in case or normalization")
     folders = {str(p) for name in names for p in PurePosixPath(name).parents if str(p) != "."}
     problems += [f"member {n} is also a directory of other members" for n in sorted(folders)
                  if n in names]  # fmt: skip
