@@ -487,22 +487,35 @@ def test_the_solvers_keep_channels_last(method: str) -> None:
     assert torch.equal(kept.iterations, plain.iterations)
 
 
-@pytest.mark.parametrize("precondition", [False, True])
-def test_the_inverse_keeps_channels_last(precondition: bool) -> None:
-    """IResNet.inverse of a channels-last z, or by a net whose weights are channels-last,
-    solves every block in channels-last, with the values of the NCHW path."""
+@pytest.mark.parametrize("precondition", [False, True, "channel_mean"])
+def test_the_cpu_inverse_runs_channels_last(precondition: bool | str) -> None:
+    """Without gradients on the CPU, IResNet.inverse solves every block channels-last with a
+    float threshold (ConvResidual.for_solve), whatever the layout of z and of the weights,
+    with the values of the gradient-enabled path (NCHW, the threshold a tensor)."""
     from iresnet_inverse.nets.solvers import channels_last
 
     net = random_residuals(build_iresnet(SMALL, 0.99))
     z = torch.rand(3, 1, 12, 12)
     config = SolverConfig(method="anderson", tol=1e-6, precondition=precondition)
+    implicit = net.inverse(z, config)  # parameters require gradients: the implicit path
+    assert implicit.x.requires_grad and not any(channels_last(x) for x in implicit.block_solutions)
     with torch.no_grad():
         plain = net.inverse(z, config)
         kept = net.inverse(_channels_last(z), config)
         net.to(memory_format=torch.channels_last)
         by_weights = net.inverse(z, config)
-    assert not any(channels_last(x) for x in plain.block_solutions)
-    for result in (kept, by_weights):
+    for result in (plain, kept, by_weights):
         assert all(channels_last(x) for x in result.block_solutions)
-        assert result.x.is_contiguous(memory_format=torch.channels_last)
-        torch.testing.assert_close(result.x, plain.x, atol=1e-6, rtol=0)
+        assert bool(result.converged.all())
+        torch.testing.assert_close(result.x, implicit.x.detach(), atol=1e-6, rtol=0)
+
+
+def test_soft_shrink_with_a_float_threshold_is_the_same_function() -> None:
+    """The fused kernel of CPU solves (a float threshold) against the differentiable form."""
+    from iresnet_inverse.nets.kernels import soft_shrink
+
+    x = torch.randn(4, 16, 9, 9)
+    threshold = torch.tensor(0.3)
+    fused = soft_shrink(x, float(threshold))
+    assert torch.equal(fused, soft_shrink(x, threshold))
+    assert torch.equal(fused, torch.sign(x) * torch.clamp(x.abs() - 0.3, min=0))

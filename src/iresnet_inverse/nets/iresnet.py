@@ -26,7 +26,7 @@ from iresnet_inverse.nets.lipschitz import (
     block_lipschitz,
 )
 from iresnet_inverse.nets.model import Model
-from iresnet_inverse.nets.preconditioner import fourier_preconditioner
+from iresnet_inverse.nets.preconditioner import PRECONDITIONERS
 from iresnet_inverse.nets.solvers import (
     InverseResult,
     Map,
@@ -45,6 +45,10 @@ OUT_INIT_GAIN = 0.2
 # Pixels per axis between the pre-activations that estimate each hidden channel's activity for
 # the Fourier preconditioner: the estimate costs 1/16 of an evaluation.
 ACTIVITY_STRIDE = 4
+
+# Whether CPU solves without gradients run channels-last with a float threshold
+# (``ConvResidual.for_solve``); benchmarks/inversion.py turns it off to time the NCHW path.
+CPU_CHANNELS_LAST = True
 
 
 class ConvResidual(torch.nn.Module):
@@ -90,14 +94,28 @@ class ConvResidual(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.call(x, self.weights())
 
+    @staticmethod
+    def for_solve(
+        z: torch.Tensor, start: torch.Tensor, weights: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, Sequence[Any]]:
+        """z, the start and the weights as a solve without gradients runs them: on the CPU
+        channels-last (oneDNN's NCHW convolutions with few channels took 1.6x as long per
+        inverse: benchmarks/README.md) with a float threshold (the fused soft-shrinkage).
+        The same values up to rounding."""
+        if z.device.type != "cpu" or not CPU_CHANNELS_LAST:
+            return z, start, weights
+        w_in, b_in, threshold, w_out, b_out = weights
+        last = [t.contiguous(memory_format=torch.channels_last) for t in (z, start, w_in, w_out)]
+        return last[0], last[1], (last[2], b_in, float(threshold), last[3], b_out)
+
     @torch.no_grad()
-    def preconditioner(self, z: torch.Tensor, weights: Sequence[torch.Tensor]) -> Map:
-        """The Fourier preconditioner of x = z + f(x) (``preconditioner.py``), its activities
-        estimated from the pre-activations at z on every ``ACTIVITY_STRIDE``-th pixel."""
+    def preconditioner(self, z: torch.Tensor, weights: Sequence[torch.Tensor], kind: str) -> Map:
+        """The Fourier preconditioner ``kind`` of x = z + f(x) (``preconditioner.py``), its
+        activities estimated from the pre-activations at z on every ``ACTIVITY_STRIDE``-th pixel."""
         w_in, b_in, threshold, w_out, _ = weights
         u = F.conv2d(z, w_in, b_in, padding=self.padding, stride=ACTIVITY_STRIDE)
         activity = (u.abs() > threshold).float().mean(dim=(0, 2, 3))
-        return fourier_preconditioner(w_in, w_out, activity, tuple(z.shape[-2:]))
+        return PRECONDITIONERS[kind](w_in, w_out, activity, tuple(z.shape[-2:]))
 
     def lipschitz_certificate(self) -> float:
         return self.conv_in.certified_norm() * self.conv_out.certified_norm()
@@ -137,7 +155,14 @@ class DenseResidual(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.call(x, self.weights())
 
-    def preconditioner(self, z: torch.Tensor, weights: Sequence[torch.Tensor]) -> None:
+    @staticmethod
+    def for_solve(
+        z: torch.Tensor, start: torch.Tensor, weights: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, Sequence[Any]]:
+        """Unchanged: vectors have no memory format to choose."""
+        return z, start, weights
+
+    def preconditioner(self, z: torch.Tensor, weights: Sequence[torch.Tensor], kind: str) -> None:
         """None: dense blocks (dimension <= 3 in the toy problems) are solved unpreconditioned."""
         return None
 
@@ -174,17 +199,15 @@ class InvertibleBlock(torch.nn.Module):
         differentiable = torch.is_grad_enabled() and (
             z.requires_grad or any(w.requires_grad for w in weights)
         )
-        precondition = self.residual.preconditioner(z, weights) if config.precondition else None
+        kind = config.precondition
+        precondition = self.residual.preconditioner(z, weights, kind) if kind else None
         if differentiable:
             x, info = implicit_fixed_point(self.residual.call, z, weights, config, x0, precondition)
             return x, info["forward"]
         with torch.no_grad():
-            result = solve(
-                lambda x: z + self.residual.call(x, weights),
-                z if x0 is None else x0,
-                config,
-                precondition,
-            )
+            z, start, weights = self.residual.for_solve(z, z if x0 is None else x0, weights)
+            residual = self.residual.call
+            result = solve(lambda x: z + residual(x, weights), start, config, precondition)
         return result.x, result
 
 

@@ -9,8 +9,11 @@ import torch
 import torch.nn.functional as F
 
 
-def soft_shrink(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """sign(x) max(|x| - t, 0), differentiable in the threshold t >= 0; 1-Lipschitz."""
+def soft_shrink(x: torch.Tensor, threshold: torch.Tensor | float) -> torch.Tensor:
+    """sign(x) max(|x| - t, 0), differentiable in the threshold t >= 0; 1-Lipschitz. A float
+    t (a solve without gradients) takes PyTorch's fused kernel, with the same values."""
+    if isinstance(threshold, float):
+        return F.softshrink(x, threshold)
     return x - torch.clamp(x, -threshold, threshold)
 
 
@@ -35,7 +38,7 @@ def conv_residual(
     padding: int,
     w_in: torch.Tensor,
     b_in: torch.Tensor,
-    threshold: torch.Tensor,
+    threshold: torch.Tensor | float,
     w_out: torch.Tensor,
     b_out: torch.Tensor,
 ) -> torch.Tensor:

@@ -15,6 +15,12 @@ small when D is close to its mean. Stopping still tests the residual of T itself
 is accepted only when it solves x = T(x) to the tolerance, as in the plain solve (a sample that
 does not get there is reported, never accepted); only the number of evaluations changes. This
 is our addition; the papers invert by plain fixed-point iteration.
+
+The full P costs about an evaluation per application on the CPU (a C x C product per frequency).
+``channel_mean_preconditioner`` keeps one number per frequency: Jbar along the direction in which
+every channel is equal (where the lifted input starts and what the channel-mean output reads),
+so an application is one channel's rfft2 and irfft2 (benchmarks/README.md). For one channel
+(unlifted nets) it is the full P.
 """
 
 from collections.abc import Callable
@@ -55,6 +61,15 @@ def apply_symbol(symbol: torch.Tensor, v: torch.Tensor, grid: tuple[int, int]) -
     return torch.fft.irfft2(mixed, s=grid)[..., :height, :width]
 
 
+def _jbar_parts(
+    w_in: torch.Tensor, w_out: torch.Tensor, activity: torch.Tensor
+) -> tuple[torch.dtype, torch.Tensor, torch.Tensor]:
+    """The working dtype (float32 or wider), W1 and W2 diag(p) (as a C x hidden matrix)."""
+    dtype = torch.promote_types(w_in.dtype, torch.float32)
+    mixing = w_out.detach().to(dtype)[:, :, 0, 0] * activity.to(dtype)
+    return dtype, w_in.detach().to(dtype), mixing
+
+
 def fourier_preconditioner(
     w_in: torch.Tensor, w_out: torch.Tensor, activity: torch.Tensor, shape: tuple[int, int]
 ) -> Map:
@@ -62,11 +77,10 @@ def fourier_preconditioner(
     (module docstring); ``w_in`` the k x k input convolution, ``w_out`` the 1x1 output one,
     ``activity`` the fraction of active pixels per hidden channel. Computed in float32 or wider
     (the iterates' dtype), whatever autocast is doing."""
-    dtype = torch.promote_types(w_in.dtype, torch.float32)
     with torch.autocast(w_in.device.type, enabled=False):
+        dtype, w_in, mixing = _jbar_parts(w_in, w_out, activity)
         grid = padded_grid(*shape, w_in.shape[-1])
-        symbol_in = conv_symbol(w_in.detach().to(dtype), grid)  # (G0, G1', hidden, C)
-        mixing = w_out.detach().to(dtype)[:, :, 0, 0] * activity.to(dtype)  # W2 diag(p)
+        symbol_in = conv_symbol(w_in, grid)  # (G0, G1', hidden, C)
         jbar = mixing.to(symbol_in.dtype) @ symbol_in  # (G0, G1', C, C)
         eye = torch.eye(jbar.shape[-1], dtype=jbar.dtype, device=jbar.device)
         inverse = torch.linalg.inv(eye - jbar)
@@ -76,3 +90,30 @@ def fourier_preconditioner(
             return apply_symbol(inverse, v.to(dtype), grid).to(v.dtype)
 
     return apply
+
+
+def channel_mean_preconditioner(
+    w_in: torch.Tensor, w_out: torch.Tensor, activity: torch.Tensor, shape: tuple[int, int]
+) -> Map:
+    """P v = v + (1 / (1 - lambda) - 1) mean_c(v), copied to every channel, per frequency:
+    lambda the symbol of the one-channel kernel (1/C) sum_ij (W2 diag(p) W1)_ij, which is Jbar's
+    Rayleigh quotient along the equal-channel direction e (P is I outside e, the full P inside
+    it when Jbar keeps e). Arguments as ``fourier_preconditioner``."""
+    with torch.autocast(w_in.device.type, enabled=False):
+        dtype, w_in, mixing = _jbar_parts(w_in, w_out, activity)
+        grid = padded_grid(*shape, w_in.shape[-1])
+        kernel = torch.einsum("ih,hjab->ab", mixing, w_in) / w_in.shape[1]
+        lam = conv_symbol(kernel[None, None], grid)[..., 0, 0]  # (G0, G1')
+        gain = 1 / (1 - lam) - 1
+
+    def apply(v: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(v.device.type, enabled=False):
+            height, width = v.shape[-2:]
+            spectrum = torch.fft.rfft2(v.to(dtype).mean(dim=1), s=grid) * gain
+            correction = torch.fft.irfft2(spectrum, s=grid)[..., :height, :width]
+            return v + correction[:, None].to(v.dtype)
+
+    return apply
+
+
+PRECONDITIONERS = {"full": fourier_preconditioner, "channel_mean": channel_mean_preconditioner}

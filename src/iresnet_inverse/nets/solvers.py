@@ -15,6 +15,9 @@ import torch
 
 Map = Callable[[torch.Tensor], torch.Tensor]
 
+# The Fourier preconditioners a solve may use (``preconditioner.py``); None: none.
+PRECONDITIONER_KINDS = (None, "full", "channel_mean")
+
 
 @dataclass(frozen=True)
 class SolverConfig:
@@ -28,9 +31,10 @@ class SolverConfig:
     truncated after k + 1 terms (the phantom gradient); 0 is Jacobian-free backpropagation
     (u = v). Inexact by design: the gradient error is measured in ``tests/test_iresnet.py``.
 
-    ``precondition``: step x + P(T(x) - x) with the block's Fourier preconditioner P
-    (``preconditioner.py``; convolutional blocks only, ignored by dense ones and by the adjoint).
-    The stopping test and the returned T(x) are those of the plain solve.
+    ``precondition``: step x + P(T(x) - x) with one of the block's Fourier preconditioners P
+    (``preconditioner.py``): "full" (true) or "channel_mean"; None (false) for none.
+    Convolutional blocks only, ignored by dense ones and by the adjoint. The stopping test and
+    the returned T(x) are those of the plain solve.
 
     ``warm_start`` (reconstruction training only): each block's inverse starts at the block's
     input on the forward pass of the clean image, which is the solution once phi^-1(z) = x; the
@@ -45,9 +49,16 @@ class SolverConfig:
     adjoint_tol: float | None = None
     adjoint_max_iter: int | None = None
     warm_start: bool = False
-    precondition: bool = False
+    precondition: str | bool | None = None
 
     def __post_init__(self) -> None:
+        kind = {True: "full", False: None}.get(self.precondition, self.precondition)  # type: ignore[call-overload]
+        if kind not in PRECONDITIONER_KINDS:
+            raise ValueError(
+                f"unknown precondition {self.precondition!r}; valid: false, "
+                + ", ".join(k for k in PRECONDITIONER_KINDS if k)
+            )
+        object.__setattr__(self, "precondition", kind)
         for method in (self.method, self.adjoint_method or self.method):
             if method not in SOLVERS:
                 raise ValueError(f"unknown solver {method!r}; valid: {', '.join(SOLVERS)}")
@@ -66,7 +77,7 @@ class SolverConfig:
             adjoint_method=None,
             adjoint_tol=None,
             adjoint_max_iter=None,
-            precondition=False,
+            precondition=None,
         )
 
 
