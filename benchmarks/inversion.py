@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from iresnet_inverse.nets import iresnet
+from iresnet_inverse.nets import kernels
 from iresnet_inverse.nets.examples import gaussian_residuals, random_residuals
 from iresnet_inverse.nets.iresnet import build_iresnet
 from iresnet_inverse.nets.solvers import SolverConfig
@@ -151,7 +151,7 @@ def run_trained(cells: list[str], images: str, device: str, repeats: int) -> Non
         first: tuple[float, torch.Tensor, float] | None = None
         with torch.no_grad():
             for name, (solver, layout) in TRAINED_VARIANTS.items():
-                iresnet.CPU_CHANNELS_LAST = layout
+                kernels.CPU_CHANNELS_LAST = layout
                 t, result = _fastest(repeats, net.inverse, z, solver)
                 image = result.x[:, 0].cpu().numpy()
                 score = float(psnr(x, image).mean())

@@ -18,7 +18,13 @@ import torch.nn.functional as F
 
 from iresnet_inverse.archs import ARCHITECTURES
 from iresnet_inverse.nets.implicit import implicit_fixed_point
-from iresnet_inverse.nets.kernels import compiled, conv_residual, dense_residual
+from iresnet_inverse.nets.kernels import (
+    as_given,
+    compiled,
+    conv_residual,
+    conv_solve_layout,
+    dense_residual,
+)
 from iresnet_inverse.nets.lipschitz import (
     LipschitzBudget,
     LipschitzConv2d,
@@ -45,10 +51,6 @@ OUT_INIT_GAIN = 0.2
 # Pixels per axis between the pre-activations that estimate each hidden channel's activity for
 # the Fourier preconditioner: the estimate costs 1/16 of an evaluation.
 ACTIVITY_STRIDE = 4
-
-# Whether CPU solves without gradients run channels-last with a float threshold
-# (``ConvResidual.for_solve``); benchmarks/inversion.py turns it off to time the NCHW path.
-CPU_CHANNELS_LAST = True
 
 
 class ConvResidual(torch.nn.Module):
@@ -94,19 +96,7 @@ class ConvResidual(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.call(x, self.weights())
 
-    @staticmethod
-    def for_solve(
-        z: torch.Tensor, start: torch.Tensor, weights: Sequence[torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor, Sequence[Any]]:
-        """z, the start and the weights as a solve without gradients runs them: on the CPU
-        channels-last (oneDNN's NCHW convolutions with few channels took 1.6x as long per
-        inverse: benchmarks/README.md) with a float threshold (the fused soft-shrinkage).
-        The same values up to rounding."""
-        if z.device.type != "cpu" or not CPU_CHANNELS_LAST:
-            return z, start, weights
-        w_in, b_in, threshold, w_out, b_out = weights
-        last = [t.contiguous(memory_format=torch.channels_last) for t in (z, start, w_in, w_out)]
-        return last[0], last[1], (last[2], b_in, float(threshold), last[3], b_out)
+    for_solve = staticmethod(conv_solve_layout)  # channels-last on the CPU (kernels.py)
 
     @torch.no_grad()
     def preconditioner(self, z: torch.Tensor, weights: Sequence[torch.Tensor], kind: str) -> Map:
@@ -155,12 +145,7 @@ class DenseResidual(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.call(x, self.weights())
 
-    @staticmethod
-    def for_solve(
-        z: torch.Tensor, start: torch.Tensor, weights: Sequence[torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor, Sequence[Any]]:
-        """Unchanged: vectors have no memory format to choose."""
-        return z, start, weights
+    for_solve = staticmethod(as_given)  # vectors have no memory format to choose
 
     def preconditioner(self, z: torch.Tensor, weights: Sequence[torch.Tensor], kind: str) -> None:
         """None: dense blocks (dimension <= 3 in the toy problems) are solved unpreconditioned."""

@@ -3,7 +3,8 @@
 tanh, all 1-Lipschitz."""
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -70,3 +71,29 @@ def compiled(function: Callable[..., torch.Tensor], backend: str) -> Callable[..
     aot_config.donated_buffer = False
     shape_config.use_duck_shape = False
     return torch.compile(function, backend=backend, dynamic=True)
+
+
+# Whether CPU solves without gradients run channels-last with a float threshold
+# (``conv_solve_layout``); benchmarks/inversion.py turns it off to time the NCHW path.
+CPU_CHANNELS_LAST = True
+
+SolveInputs = tuple[torch.Tensor, torch.Tensor, Sequence[Any]]
+
+
+def conv_solve_layout(
+    z: torch.Tensor, start: torch.Tensor, weights: Sequence[torch.Tensor]
+) -> SolveInputs:
+    """z, the start and a ``conv_residual``'s weights as a solve without gradients runs them: on
+    the CPU channels-last (oneDNN's NCHW convolutions with few channels took 1.09-1.32x as long
+    per inverse: benchmarks/README.md) with a float threshold (the fused soft-shrinkage). The
+    same values up to rounding."""
+    if z.device.type != "cpu" or not CPU_CHANNELS_LAST:
+        return z, start, weights
+    w_in, b_in, threshold, w_out, b_out = weights
+    last = [t.contiguous(memory_format=torch.channels_last) for t in (z, start, w_in, w_out)]
+    return last[0], last[1], (last[2], b_in, float(threshold), last[3], b_out)
+
+
+def as_given(z: torch.Tensor, start: torch.Tensor, weights: Sequence[torch.Tensor]) -> SolveInputs:
+    """The solve's inputs unchanged (dense residuals: vectors have no memory format)."""
+    return z, start, weights
