@@ -218,6 +218,12 @@ def cmd_verify_archive(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     )
 
 
+def cmd_forkserver(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from iresnet_inverse.forkserver import serve
+
+    serve(args.socket, main)
+
+
 def cmd_training_curves(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from iresnet_inverse.artifacts import write_dataset
     from iresnet_inverse.stages.tables import training_curves
@@ -297,6 +303,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
     "reconstruct": cmd_reconstruct,
     "summary": cmd_summary,
     "describe": cmd_describe,
+    "forkserver": cmd_forkserver,
 }
 
 
@@ -320,6 +327,12 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None and sys.argv[1:2] != ["forkserver"]:  # a fork server may run it
+        from iresnet_inverse.forkserver import forward
+
+        status = forward(sys.argv[1:])
+        if status is not None:
+            return status
     args = parser(__doc__).parse_args(argv)
     func = COMMANDS[args.command]
     try:

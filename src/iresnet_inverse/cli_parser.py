@@ -287,6 +287,13 @@ def _tool_parsers(sub: argparse._SubParsersAction, parents: Parents) -> None:
         parents=[parents.common],
         help="print the config's architectures and sizes (without --config: the schema's defaults)",
     )
+    p = sub.add_parser(
+        "forkserver",
+        help="run forwarded commands in children of one process that has imported torch once "
+        "(make demo; IRESNET_INVERSE_FORKSERVER names the socket)",
+    )
+    p.add_argument("socket", help="the Unix socket to listen on (created, removed at exit)")
+    p.set_defaults(threads=None)
 
 
 def parser(description: str | None = None) -> argparse.ArgumentParser:
