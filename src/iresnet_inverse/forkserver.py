@@ -159,6 +159,7 @@ def serve(path: str, main: Command, preload: Sequence[str] = PRELOAD) -> None:
     ``main(argv)``, until SIGTERM or until this process's parent exits."""
     import importlib
 
+    parent = os.getppid()
     for module in preload:
         importlib.import_module(module)
     if "torch" in sys.modules and sys.modules["torch"].cuda.is_initialized():
@@ -169,7 +170,6 @@ def serve(path: str, main: Command, preload: Sequence[str] = PRELOAD) -> None:
             file=sys.stderr,
         )
         return
-    parent = os.getppid()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
