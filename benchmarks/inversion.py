@@ -1,5 +1,6 @@
 """Inversion cost of iResNets: forward time, inverse time and residual evaluations, plain fixed
-point vs Anderson at rtol 1e-5, for the demo and paper architectures at L in {0.95, 0.99, 0.999}.
+point vs Anderson at rtol 1e-5, for the demo and paper architectures at L in {0.95, 0.99, 0.999},
+each with the CPU solve's NCHW layout of before and today's channels-last one.
 
 Two kinds of untrained network are measured: PyTorch's random initialization of every layer
 (trained nets start from the identity instead), and "gaussian"
@@ -71,6 +72,8 @@ def _fastest(repeats: int, fn: Callable[..., Any], *args: Any) -> tuple[float, A
 
 
 METHODS = ("fixed_point", "anderson")
+# The CPU solve's layout (``kernels.CPU_CHANNELS_LAST``): the default before 0d2afb9 first.
+LAYOUTS = {False: "NCHW (before)", True: "channels-last"}
 
 
 def run(cases: list[str], repeats: int, device: str) -> None:
@@ -79,10 +82,10 @@ def run(cases: list[str], repeats: int, device: str) -> None:
         f"{torch.__version__}, {torch.get_num_threads()} threads, device {device}"
     )
     print(
-        "| case | arch | image | batch | L | init | forward ms | method | inverse ms | "
-        "evals/block | inverse/forward | rel. roundtrip error |"
+        "| case | arch | image | batch | L | init | forward ms | method | layout | inverse ms | "
+        "inverse / before | evals/block | inverse/forward | rel. roundtrip error |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for case in cases:
         arch, size, batch = CASES[case]
         for total in (0.95, 0.99, 0.999):
@@ -99,15 +102,21 @@ def run(cases: list[str], repeats: int, device: str) -> None:
                     t_forward, z = _timed(repeats, net.core_forward, x)
                     for method in METHODS:
                         solver = SolverConfig(method=method, tol=1e-5, max_iter=500)
-                        t_inverse, result = _timed(repeats, net.core_inverse, z, solver)
-                        evals = float(result.iterations.float().mean())
-                        error = float((result.x - x).norm() / x.norm())
-                        print(
-                            f"| {case} | {arch} | {size} | {batch} | {total} | {init} | "
-                            f"{1e3 * t_forward:.1f} | {method} | {1e3 * t_inverse:.1f} | "
-                            f"{evals:.1f} | {t_inverse / t_forward:.1f} | {error:.1e} |",
-                            flush=True,
-                        )
+                        before = None
+                        for layout, name in LAYOUTS.items():
+                            kernels.CPU_CHANNELS_LAST = layout
+                            t_inverse, result = _timed(repeats, net.core_inverse, z, solver)
+                            before = before or t_inverse
+                            evals = float(result.iterations.float().mean())
+                            error = float((result.x - x).norm() / x.norm())
+                            print(
+                                f"| {case} | {arch} | {size} | {batch} | {total} | {init} | "
+                                f"{1e3 * t_forward:.1f} | {method} | {name} | "
+                                f"{1e3 * t_inverse:.1f} | {t_inverse / before:.2f} | "
+                                f"{evals:.1f} | {t_inverse / t_forward:.1f} | {error:.1e} |",
+                                flush=True,
+                            )
+                kernels.CPU_CHANNELS_LAST = True
 
 
 # The inversions compared on trained nets, as (solver, channels-last CPU solve): the default
