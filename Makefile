@@ -19,10 +19,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@start=$$(date +%s); dir=$$(mktemp -d); \
 	$(BIN)/iresnet-inverse forkserver $$dir/socket & server=$$!; \
+	trap 'kill $$server 2>/dev/null; wait $$server; rm -rf $$dir' EXIT; \
+	trap 'exit 130' INT TERM HUP; \
 	IRESNET_INVERSE_FORKSERVER=$$dir/socket \
 		$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) \
 		--configfile config/config.yaml; status=$$?; \
-	kill $$server; wait $$server; rm -rf $$dir; \
 	took=$$(( $$(date +%s) - start )); \
 	echo "make demo: workflow $$((took / 60)) min $$((took % 60)) s (exit $$status)"; \
 	exit $$status
