@@ -111,10 +111,13 @@ def test_sigterm_reaches_the_forwarded_command(server: Server, tmp_path: Path) -
     env = {**os.environ, ENV: server.path}
     command = [sys.executable, "-m", "iresnet_inverse.cli", "verify-archive", str(fifo)]
     client = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # the client is waiting on its child, which is blocked in open()
-    assert client.poll() is None
-    client.terminate()
-    _, stderr = client.communicate(timeout=30)
+    try:
+        time.sleep(3)  # the client is waiting on its child, which is blocked in open()
+        assert client.poll() is None
+    finally:
+        client.terminate()
+        _, stderr = client.communicate(timeout=30)
+    assert server.ran(command[3:])
     # Ended by the signal, as the command alone would be, and silent.
     assert client.returncode == -signal.SIGTERM and not stderr
 
@@ -131,10 +134,12 @@ def test_a_killed_client_takes_its_command_with_it(server: Server, tmp_path: Pat
     before = set(_children(server.pid))
     command = [sys.executable, "-m", "iresnet_inverse.cli", "verify-archive", str(fifo)]
     client = subprocess.Popen(command, env={**os.environ, ENV: server.path})
-    time.sleep(3)
-    (child,) = set(_children(server.pid)) - before
-    client.kill()
-    client.wait(timeout=30)
+    try:
+        time.sleep(3)
+        (child,) = set(_children(server.pid)) - before
+    finally:
+        client.kill()
+        client.wait(timeout=30)
     deadline = time.monotonic() + 30
     while child in _children(server.pid):
         assert time.monotonic() < deadline, "the command outlived its client"
