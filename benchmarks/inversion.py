@@ -37,6 +37,7 @@ from iresnet_inverse.nets.solvers import SolverConfig
 CASES = {  # name: (architecture, image size, batch)
     "demo": ("iresnet_small", 32, 8),
     "paper": ("iresnet", 96, 1),
+    "trained": ("iresnet_demo", 32, 8),  # the architecture of every net the configs train
 }
 
 
@@ -72,8 +73,10 @@ def _fastest(repeats: int, fn: Callable[..., Any], *args: Any) -> tuple[float, A
 
 
 METHODS = ("fixed_point", "anderson")
-# The CPU solve's layout (``kernels.CPU_CHANNELS_LAST``): the default before 0d2afb9 first.
-LAYOUTS = {False: "NCHW (before)", True: "channels-last"}
+# The CPU solve's layout, as ``kernels.CPU_CHANNELS_LAST_MAX_HIDDEN``: NCHW (the default before
+# 0d2afb9) first, then channels-last whatever the width.
+NCHW, CHANNELS_LAST = 0, 1 << 30
+LAYOUTS = {NCHW: "NCHW (before)", CHANNELS_LAST: "channels-last"}
 
 
 def run(cases: list[str], repeats: int, device: str) -> None:
@@ -104,7 +107,7 @@ def run(cases: list[str], repeats: int, device: str) -> None:
                         solver = SolverConfig(method=method, tol=1e-5, max_iter=500)
                         before = None
                         for layout, name in LAYOUTS.items():
-                            kernels.CPU_CHANNELS_LAST = layout
+                            kernels.CPU_CHANNELS_LAST_MAX_HIDDEN = layout
                             t_inverse, result = _timed(repeats, net.core_inverse, z, solver)
                             before = before or t_inverse
                             evals = float(result.iterations.float().mean())
@@ -116,24 +119,23 @@ def run(cases: list[str], repeats: int, device: str) -> None:
                                 f"{evals:.1f} | {t_inverse / t_forward:.1f} | {error:.1e} |",
                                 flush=True,
                             )
-                kernels.CPU_CHANNELS_LAST = True
 
 
 # The inversions compared on trained nets, as (solver, channels-last CPU solve): the default
 # before channels-last CPU solves first (the reference of the ratios).
 TRAINED_VARIANTS = {
-    "Anderson, NCHW (before)": (SolverConfig("anderson", 1e-5, 500), False),
-    "Anderson": (SolverConfig("anderson", 1e-5, 500), True),
-    "fixed point": (SolverConfig("fixed_point", 1e-5, 500), True),
+    "Anderson, NCHW (before)": (SolverConfig("anderson", 1e-5, 500), NCHW),
+    "Anderson": (SolverConfig("anderson", 1e-5, 500), CHANNELS_LAST),
+    "fixed point": (SolverConfig("fixed_point", 1e-5, 500), CHANNELS_LAST),
     "Anderson, channel-mean P": (
         SolverConfig("anderson", 1e-5, 500, precondition="channel_mean"),
-        True,
+        CHANNELS_LAST,
     ),
     "fixed point, channel-mean P": (
         SolverConfig("fixed_point", 1e-5, 500, precondition="channel_mean"),
-        True,
+        CHANNELS_LAST,
     ),
-    "Anderson, full P": (SolverConfig("anderson", 1e-5, 500, precondition="full"), True),
+    "Anderson, full P": (SolverConfig("anderson", 1e-5, 500, precondition="full"), CHANNELS_LAST),
 }
 
 
@@ -160,7 +162,7 @@ def run_trained(cells: list[str], images: str, device: str, repeats: int) -> Non
         first: tuple[float, torch.Tensor, float] | None = None
         with torch.no_grad():
             for name, (solver, layout) in TRAINED_VARIANTS.items():
-                kernels.CPU_CHANNELS_LAST = layout
+                kernels.CPU_CHANNELS_LAST_MAX_HIDDEN = layout
                 t, result = _fastest(repeats, net.inverse, z, solver)
                 image = result.x[:, 0].cpu().numpy()
                 score = float(psnr(x, image).mean())
@@ -212,6 +214,7 @@ def run_preconditioner_cost(repeats: int, device: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="demo architecture only")
+    parser.add_argument("--case", action="append", choices=list(CASES), help="these cases only")
     parser.add_argument("--repeats", type=int, default=2, help="timed calls after a warm-up")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--trained", action="append", help="a trained cell's directory")
@@ -224,7 +227,7 @@ def main() -> None:
     if args.trained:
         run_trained(args.trained, args.images, args.device, args.repeats)
         return
-    run(["demo"] if args.quick else list(CASES), args.repeats, args.device)
+    run(args.case or (["demo"] if args.quick else list(CASES)), args.repeats, args.device)
 
 
 if __name__ == "__main__":

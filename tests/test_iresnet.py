@@ -510,6 +510,23 @@ def test_the_cpu_inverse_runs_channels_last(precondition: bool | str) -> None:
         torch.testing.assert_close(result.x, implicit.x.detach(), atol=1e-6, rtol=0)
 
 
+def test_a_wide_net_keeps_its_layout_in_cpu_solves() -> None:
+    """Channels-last only pays for narrow residuals (kernels.CPU_CHANNELS_LAST_MAX_HIDDEN): a
+    wider net's solve without gradients stays NCHW, with the same values."""
+    from iresnet_inverse.nets.kernels import CPU_CHANNELS_LAST_MAX_HIDDEN
+    from iresnet_inverse.nets.solvers import channels_last
+
+    wide = {**SMALL, "hidden": 2 * CPU_CHANNELS_LAST_MAX_HIDDEN}
+    net = random_residuals(build_iresnet(wide, 0.99))
+    z = torch.rand(3, 1, 12, 12)
+    config = SolverConfig(method="anderson", tol=1e-6)
+    implicit = net.inverse(z, config)
+    with torch.no_grad():
+        plain = net.inverse(z, config)
+    assert not any(channels_last(x) for x in plain.block_solutions)
+    torch.testing.assert_close(plain.x, implicit.x.detach(), atol=1e-6, rtol=0)
+
+
 def test_soft_shrink_with_a_float_threshold_is_the_same_function() -> None:
     """The fused kernel of CPU solves (a float threshold) against the differentiable form."""
     from iresnet_inverse.nets.kernels import soft_shrink

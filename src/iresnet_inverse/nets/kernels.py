@@ -73,9 +73,11 @@ def compiled(function: Callable[..., torch.Tensor], backend: str) -> Callable[..
     return torch.compile(function, backend=backend, dynamic=True)
 
 
-# Whether CPU solves without gradients run channels-last with a float threshold
-# (``conv_solve_layout``); benchmarks/inversion.py turns it off to time the NCHW path.
-CPU_CHANNELS_LAST = True
+# CPU solves without gradients run channels-last with a float threshold (``conv_solve_layout``)
+# for residuals up to this hidden width: faster on the 16-wide nets the configs train (0.76-0.92x
+# per inverse), slower on iresnet_small (64) and the paper's iresnet (128), 0.96-1.25x
+# (benchmarks/README.md). benchmarks/inversion.py sets it to time either layout.
+CPU_CHANNELS_LAST_MAX_HIDDEN = 16
 
 SolveInputs = tuple[torch.Tensor, torch.Tensor, Sequence[Any]]
 
@@ -84,12 +86,12 @@ def conv_solve_layout(
     z: torch.Tensor, start: torch.Tensor, weights: Sequence[torch.Tensor]
 ) -> SolveInputs:
     """z, the start and a ``conv_residual``'s weights as a solve without gradients runs them: on
-    the CPU channels-last (oneDNN's NCHW convolutions with few channels took 1.09-1.32x as long
-    per inverse: benchmarks/README.md) with a float threshold (the fused soft-shrinkage). The
-    same values up to rounding."""
-    if z.device.type != "cpu" or not CPU_CHANNELS_LAST:
-        return z, start, weights
+    the CPU and for narrow residuals channels-last (oneDNN's NCHW convolutions with few channels
+    took 1.09-1.32x as long per inverse: benchmarks/README.md) with a float threshold (the fused
+    soft-shrinkage). The same values up to rounding."""
     w_in, b_in, threshold, w_out, b_out = weights
+    if z.device.type != "cpu" or w_in.shape[0] > CPU_CHANNELS_LAST_MAX_HIDDEN:
+        return z, start, weights
     last = [t.contiguous(memory_format=torch.channels_last) for t in (z, start, w_in, w_out)]
     return last[0], last[1], (last[2], b_in, float(threshold), last[3], b_out)
 
