@@ -39,13 +39,18 @@ import torch
 from iresnet_inverse.nets.symbol_power import complex_dtype, symbol_gain, tap_phases, track_step
 
 
+def _as_float(value: float | torch.Tensor) -> float:
+    """A bound as a plain number (a learned bound is a tensor)."""
+    return float(value.detach()) if isinstance(value, torch.Tensor) else value
+
+
 def _project(
     weight: torch.Tensor, sigma: torch.Tensor, bound: float | torch.Tensor
 ) -> torch.Tensor:
     """W * min(1, bound / sigma). Inside the bound W is returned as is, so that no gradient
     flows through sigma there (its gradient is undefined at W = 0, the zero initialization).
     A learned bound (a tensor) gets its gradient where the layer sits at it."""
-    if float(sigma.detach()) <= float(bound.detach() if isinstance(bound, torch.Tensor) else bound):
+    if float(sigma.detach()) <= _as_float(bound):
         return weight
     return weight * (bound / sigma)
 
@@ -111,8 +116,7 @@ class _Bounded:
 
     @property
     def bound(self) -> float:
-        value = self.bound_value()
-        return float(value.detach()) if isinstance(value, torch.Tensor) else value
+        return _as_float(self.bound_value())
 
 
 @torch.no_grad()
